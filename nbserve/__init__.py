@@ -1,0 +1,84 @@
+"""nbserve: serve a model class from a notebook cell, BentoML-compatible.
+
+```python
+import nbserve
+
+@nbserve.service
+class Echo:
+    @nbserve.api
+    def shout(self, text: str, times: int = 1) -> str:
+        return (text.upper() + " ") * times
+
+handle = nbserve.serve(Echo)           # a Tornado server on its own thread, 127.0.0.1, free port
+nbserve.SyncHTTPClient(handle.url).shout(text="hi", times=2)
+```
+This module is the whole public API (pinned by `tests/unit/test_public_api.py`); everything
+else is private. Importing it is cheap: the server, the client and the export code load on
+first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pydantic import Field
+
+from nbserve import exceptions, validators
+from nbserve._sdk.context import Context
+from nbserve._sdk.dependency import depends
+from nbserve._sdk.hooks import on_deployment, on_shutdown, on_startup
+from nbserve._sdk.method import api, task
+from nbserve._sdk.service import Service, service
+from nbserve._version import __version__
+
+if TYPE_CHECKING:
+    from nbserve import models
+    from nbserve._client import AsyncHTTPClient, SyncHTTPClient
+    from nbserve._runtime.server import ServiceHandle, serve
+
+__all__ = [
+    "AsyncHTTPClient",
+    "Context",
+    "Field",
+    "Service",
+    "ServiceHandle",
+    "SyncHTTPClient",
+    "__version__",
+    "api",
+    "depends",
+    "exceptions",
+    "models",
+    "on_deployment",
+    "on_shutdown",
+    "on_startup",
+    "serve",
+    "service",
+    "task",
+    "validators",
+]
+
+# name -> module that defines it; loaded on first access so `import nbserve` stays light.
+_LAZY = {
+    "AsyncHTTPClient": "nbserve._client",
+    "SyncHTTPClient": "nbserve._client",
+    "ServiceHandle": "nbserve._runtime.server",
+    "serve": "nbserve._runtime.server",
+    "models": "nbserve.models",
+}
+
+
+def __getattr__(name: str) -> Any:
+    import importlib
+
+    if name == "models":
+        return importlib.import_module("nbserve.models")
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    msg = f"module 'nbserve' has no attribute {name!r}"
+    raise AttributeError(msg)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
