@@ -96,13 +96,15 @@ class Service(Generic[T]):
     def schema(self) -> dict[str, Any]:
         """The `/schema.json` document, built once."""
         if self._schema is None:
-            prefix = self.config.path_prefix
+            # Routes are relative to the service's base URL (prefix included), which is where
+            # the schema itself is served: clients join them onto that base, so a prefixed
+            # route here would be requested as /v1/v1/x (BentoML's prefix bug, reference §3.4).
             self._schema = {
                 "name": self.name,
                 "type": "service",
                 "description": self.doc,
-                "routes": [api.schema(prefix) for api in self.apis.values()],
-                "paths": {prefix + api.route: {"mounted": False} for api in self.apis.values()},
+                "routes": [api.schema() for api in self.apis.values()],
+                "paths": {api.route: {"mounted": False} for api in self.apis.values()},
             }
         return self._schema
 
