@@ -24,6 +24,14 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field
 
 from nbserve import exceptions, validators
+from nbserve._notebook import (
+    load_ipython_extension,
+    rollback,
+    services,
+    stop,
+    stop_all,
+    unload_ipython_extension,
+)
 from nbserve._sdk.context import Context
 from nbserve._sdk.dependency import depends
 from nbserve._sdk.hooks import on_deployment, on_shutdown, on_startup
@@ -47,13 +55,19 @@ __all__ = [
     "api",
     "depends",
     "exceptions",
+    "load_ipython_extension",
     "models",
     "on_deployment",
     "on_shutdown",
     "on_startup",
+    "rollback",
     "serve",
     "service",
+    "services",
+    "stop",
+    "stop_all",
     "task",
+    "unload_ipython_extension",
     "validators",
 ]
 
@@ -82,3 +96,9 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
+
+
+# Inside IPython, `import nbserve` alone makes %%serve available (no server starts yet).
+from nbserve._notebook import register_if_in_ipython as _register_if_in_ipython  # noqa: E402
+
+_register_if_in_ipython()

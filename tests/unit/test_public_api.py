@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 import nbserve
 
 EXPECTED = sorted(nbserve.__all__)
@@ -13,27 +15,36 @@ EXPECTED = sorted(nbserve.__all__)
 
 def test_all_is_pinned() -> None:
     assert sorted(nbserve.__all__) == EXPECTED
-    assert EXPECTED == sorted(
-        [
-            "AsyncHTTPClient",
-            "Context",
-            "Field",
-            "Service",
-            "ServiceHandle",
-            "SyncHTTPClient",
-            "__version__",
-            "api",
-            "depends",
-            "exceptions",
-            "models",
-            "on_deployment",
-            "on_shutdown",
-            "on_startup",
-            "serve",
-            "service",
-            "task",
-            "validators",
-        ]
+    assert (
+        sorted(
+            [
+                "AsyncHTTPClient",
+                "Context",
+                "Field",
+                "Service",
+                "ServiceHandle",
+                "SyncHTTPClient",
+                "__version__",
+                "api",
+                "depends",
+                "exceptions",
+                "load_ipython_extension",
+                "models",
+                "on_deployment",
+                "on_shutdown",
+                "on_startup",
+                "rollback",
+                "serve",
+                "service",
+                "services",
+                "stop",
+                "stop_all",
+                "task",
+                "unload_ipython_extension",
+                "validators",
+            ]
+        )
+        == EXPECTED
     )
 
 
@@ -43,12 +54,8 @@ def test_every_public_name_resolves() -> None:
 
 
 def test_unknown_attribute_names_itself() -> None:
-    try:
+    with pytest.raises(AttributeError, match="no_such_thing"):
         nbserve.no_such_thing  # type: ignore[attr-defined]  # noqa: B018
-    except AttributeError as exc:
-        assert "no_such_thing" in str(exc)
-    else:
-        raise AssertionError("expected AttributeError")
 
 
 _PROBE = """

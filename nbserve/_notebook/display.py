@@ -1,0 +1,190 @@
+"""What a served service looks like in a notebook: one output per service, updated in place.
+
+`ServiceStatus` is a snapshot with two forms:
+- `text/plain`, deterministic: `nbserve service 'Echo': running, inline, routes /shout /stats`.
+  No port, URL, time or pid, so a notebook run twice gives the same text and nbval can compare
+  it (jupyter.md §8, §11.2); GitHub, nbconvert and terminals show this form.
+- `text/html`: the browser-facing URL as a link, mode, state, version, and per-route request
+  counts, error rate and p50/p95/p99 latency.
+
+Each service owns one display id. `%%serve` shows the status under that id; a swap, rollback,
+stop or `%serve status` re-renders every output with the id (`update_display_data`), so the
+cell that started the service always shows its current state. Updates are only ever sent from
+the thread running the user's code (a magic or a `nbserve.*` call), never from server threads,
+whose output ipykernel 7 would attach to whatever cell runs next (jupyter.md §0.2).
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["ServiceList", "ServiceStatus", "show", "update"]
+
+MimeBundle = dict[str, str]
+
+_STATE_COLOURS = {
+    "running": "#1a7f37",
+    "starting": "#9a6700",
+    "stopping": "#9a6700",
+    "stopped": "#57606a",
+    "failed": "#cf222e",
+}
+
+
+@dataclass(frozen=True)
+class RouteStats:
+    """One route's numbers as shown: counts and latency percentiles in milliseconds."""
+
+    route: str
+    count: int = 0
+    errors: int = 0
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+    p99_ms: float | None = None
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.count if self.count else 0.0
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    """A snapshot of one service for display; build it with `LiveService.status()`."""
+
+    name: str
+    state: str
+    mode: str
+    routes: Sequence[str]
+    url: str = ""
+    local_url: str = ""
+    version: int = 1
+    token_required: bool = False
+    stats: Sequence[RouteStats] = field(default_factory=tuple)
+
+    def text(self) -> str:
+        routes = " ".join(self.routes) if self.routes else "(none)"
+        return f"nbserve service {self.name!r}: {self.state}, {self.mode}, routes {routes}"
+
+    def html(self) -> str:
+        e = html.escape
+        colour = _STATE_COLOURS.get(self.state, "#57606a")
+        link = ""
+        if self.url and self.state in ("running", "starting"):
+            link = f' at <a href="{e(self.url)}" target="_blank" rel="noopener"><code>{e(self.url)}</code></a>'
+            if self.local_url and self.local_url.rstrip("/") != self.url.rstrip("/"):
+                link += f' <span style="opacity:.7">(in the kernel: <code>{e(self.local_url)}</code>)</span>'
+        token = " · bearer token required" if self.token_required else ""
+        head = (
+            f'<div class="nbserve-status"><b>nbserve</b> service <code>{e(self.name)}</code>{link}<br>'
+            f'<span style="color:{colour};font-weight:600">{e(self.state)}</span> · {e(self.mode)}'
+            f" · version {self.version}{token}</div>"
+        )
+        rows = "".join(_html_row(self._stats_for(route)) for route in self.routes)
+        table = (
+            '<table class="nbserve-routes" style="margin-top:4px"><thead><tr>'
+            "<th>route</th><th>requests</th><th>errors</th><th>p50</th><th>p95</th><th>p99</th>"
+            f"</tr></thead><tbody>{rows}</tbody></table>"
+        )
+        return head + (table if self.routes else "")
+
+    def _stats_for(self, route: str) -> RouteStats:
+        return next((s for s in self.stats if s.route == route), RouteStats(route))
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> MimeBundle:
+        return {"text/plain": self.text(), "text/html": self.html()}
+
+    def __repr__(self) -> str:
+        return self.text()
+
+
+def _ms(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1f} ms"
+
+
+def _html_row(s: RouteStats) -> str:
+    errors = f"{s.errors} ({s.error_rate:.0%})" if s.errors else "0"
+    # No request yet: no latency to show (the runtime reports 0.0 for an empty window).
+    p50, p95, p99 = (_ms(v) if s.count else "–" for v in (s.p50_ms, s.p95_ms, s.p99_ms))
+    return (
+        f"<tr><td><code>{html.escape(s.route)}</code></td><td>{s.count}</td><td>{errors}</td>"
+        f"<td>{p50}</td><td>{p95}</td><td>{p99}</td></tr>"
+    )
+
+
+@dataclass(frozen=True)
+class ServiceList:
+    """`%serve list`: one line (text) or one table row (HTML) per service."""
+
+    services: Sequence[ServiceStatus]
+
+    def text(self) -> str:
+        if not self.services:
+            return "no nbserve services in this kernel"
+        return "\n".join(s.text() for s in self.services)
+
+    def html(self) -> str:
+        if not self.services:
+            return "<i>no nbserve services in this kernel</i>"
+        e = html.escape
+        rows = "".join(
+            f"<tr><td><code>{e(s.name)}</code></td><td>{e(s.state)}</td><td>{e(s.mode)}</td>"
+            f"<td>{s.version}</td><td><a href='{e(s.url)}' target='_blank' rel='noopener'>{e(s.url)}</a></td>"
+            f"<td>{e(' '.join(s.routes))}</td></tr>"
+            for s in self.services
+        )
+        return (
+            "<table class='nbserve-list'><thead><tr><th>service</th><th>state</th><th>mode</th>"
+            f"<th>version</th><th>URL</th><th>routes</th></tr></thead><tbody>{rows}</tbody></table>"
+        )
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> MimeBundle:
+        return {"text/plain": self.text(), "text/html": self.html()}
+
+    def __repr__(self) -> str:
+        return self.text()
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def route_stats(stats: Mapping[str, Mapping[str, Any]]) -> list[RouteStats]:
+    """`handle.stats()` (route → {count, errors, p50_ms, p95_ms, p99_ms}) as `RouteStats`."""
+    out = []
+    for route, numbers in stats.items():
+        out.append(
+            RouteStats(
+                route=route,
+                count=int(numbers.get("count", 0) or 0),
+                errors=int(numbers.get("errors", 0) or 0),
+                p50_ms=_number(numbers.get("p50_ms")),
+                p95_ms=_number(numbers.get("p95_ms")),
+                p99_ms=_number(numbers.get("p99_ms")),
+            )
+        )
+    return out
+
+
+def show(status: ServiceStatus | ServiceList, display_id: str | None = None) -> None:
+    """Display `status` in the current cell (under `display_id`, so later updates reach it)."""
+    from IPython import display as ipy_display
+
+    show_: Any = ipy_display.display  # untyped in IPython
+    show_(status, display_id=display_id)
+
+
+def update(status: ServiceStatus, display_id: str) -> None:
+    """Re-render every output shown under `display_id`, wherever its cell is (kernels only).
+
+    A terminal shell has no outputs to update and would print the status again instead.
+    """
+    from IPython import display as ipy_display
+    from IPython import get_ipython
+
+    if getattr(get_ipython(), "kernel", None) is None:
+        return
+    update_: Any = ipy_display.update_display  # untyped in IPython
+    update_(status, display_id=display_id)
