@@ -41,6 +41,7 @@ from nbserve._version import __version__
 
 if TYPE_CHECKING:
     from nbserve import models
+    from nbserve._bento.export import export
     from nbserve._client import AsyncHTTPClient, SyncHTTPClient
     from nbserve._runtime.server import ServiceHandle, serve
 
@@ -55,6 +56,7 @@ __all__ = [
     "api",
     "depends",
     "exceptions",
+    "export",
     "load_ipython_extension",
     "models",
     "on_deployment",
@@ -78,6 +80,7 @@ _LAZY = {
     "ServiceHandle": "nbserve._runtime.server",
     "serve": "nbserve._runtime.server",
     "models": "nbserve.models",
+    "export": "nbserve._bento.export",
 }
 
 

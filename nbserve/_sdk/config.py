@@ -153,7 +153,7 @@ def _check_prefix(prefix: Any) -> str:
 
 def parse_service_config(options: dict[str, Any], *, where: str) -> ServiceConfig:
     """Validate `@service(**options)`; `where` names the class in messages."""
-    known = {"traffic", "workers", "threads", "resources", "envs", "labels", "path_prefix", "name"}
+    known = {"traffic", "workers", "threads", "resources", "envs", "labels", "path_prefix", "name", "image", "description"}
     ignored = sorted(k for k in options if k not in known and k != "python_packages")
     unknown = [k for k in ignored if k not in _KEPT_KEYS]
     if ignored:

@@ -8,7 +8,7 @@ development mode), created on first access and shared by the instances of one pr
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
 
 from nbserve.exceptions import ServiceDefinitionError
 
@@ -64,7 +64,7 @@ def depends(on: Service[T] | None = None, *, url: str | None = None, **kwargs: A
     if (on is None) == (url is None):
         msg = "depends() takes exactly one of on=<a @service class> or url='http://host:port'"
         raise ServiceDefinitionError(msg)
-    if on is not None and not isinstance(on, Service):
+    if on is not None and not isinstance(cast(object, on), Service):
         msg = f"depends(on={on!r}): expected a class decorated with @nbserve.service"
         raise ServiceDefinitionError(msg)
     return Dependency(on, url=url)

@@ -10,7 +10,7 @@ import functools
 import inspect
 import keyword
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, cast, overload
 
 from pydantic import BaseModel
 
@@ -73,7 +73,7 @@ class APIMethod(Generic[P, R]):
         from nbserve._sdk.io import input_spec_for, output_spec_for
 
         where = f"@api on {getattr(func, '__qualname__', func)!s}"
-        if not callable(func):
+        if not callable(cast(object, func)):  # a typo like @api(route) passes a str here
             msg = f"{where}: expected a function, got {func!r}"
             raise ServiceDefinitionError(msg)
         fname = func.__name__
@@ -138,7 +138,7 @@ class APIMethod(Generic[P, R]):
     def __get__(self, instance: object | None, owner: type) -> Any:
         if instance is None:
             return self
-        return self.func.__get__(instance, owner)  # type: ignore[attr-defined]
+        return self.func.__get__(instance, owner)
 
     def local(self, instance: object, *args: Any, **kwargs: Any) -> Any:
         """Call the method directly on `instance`, bypassing HTTP."""

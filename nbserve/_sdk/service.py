@@ -9,7 +9,7 @@ from __future__ import annotations
 import inspect
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
 
 from nbserve._sdk.config import ServiceConfig, parse_service_config
 from nbserve._sdk.dependency import Dependency
@@ -141,7 +141,7 @@ def service(inner: type[Any] | None = None, /, *, name: str | None = None, **opt
     """
 
     def decorate(cls: type[Any]) -> Service[Any]:
-        if isinstance(cls, Service):
+        if isinstance(cast(object, cls), Service):
             msg = f"@service applied twice to {cls.name}; keep one @nbserve.service decorator"
             raise ServiceDefinitionError(msg)
         if not inspect.isclass(cls):

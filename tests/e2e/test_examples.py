@@ -10,7 +10,6 @@ once the notebook has ended with `nbserve.stop_all()` and its kernel has shut do
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,15 +20,15 @@ pytestmark = pytest.mark.slow
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 # The notebooks of the notebook-serving issue; other examples join this list as they land.
-NOTEBOOKS = [EXAMPLES / "01-quickstart.ipynb"]
+NOTEBOOKS = [EXAMPLES / "01-quickstart.ipynb", EXAMPLES / "03-export.ipynb"]
 
 
-@pytest.mark.skipif(shutil.which("curl") is None, reason="the quickstart's `!curl` cell needs curl")
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[n.name for n in NOTEBOOKS])
 def test_example_notebook_runs_under_nbval_lax(notebook: Path, tmp_path: Path) -> None:
     env = {
         **os.environ,
         "JUPYTER_RUNTIME_DIR": str(tmp_path),
+        "NBSERVE_HOME": str(tmp_path / "home"),
         "PYDEVD_DISABLE_FILE_VALIDATION": "1",
     }
     for var in ("NBSERVE_PUBLIC_URL", "JUPYTERHUB_SERVICE_PREFIX"):

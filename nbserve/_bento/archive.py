@@ -1,0 +1,290 @@
+"""The `.bento` file: a reproducible xz tar, its content-hash version, and a safe extraction.
+
+Writing. Entries are sorted by path; every header has mtime 2020-01-01T00:00:00Z, uid/gid 0,
+no owner names and mode 0644 (0755 for executables); there are no directory entries (a
+directory's metadata would be one more thing to pin). xz (what BentoML's `.bento` uses) is
+deterministic for a given input and preset. So the same files give the same bytes, whenever
+and wherever they are written.
+
+Versioning. A bento's version is a hash of its content (`content_version`): every file's path,
+mode and sha256. Three files name the version (bento.yaml, the Dockerfile's tag, the manifest's
+image): they are written with `PLACEHOLDER` in its place, hashed, and only then given the real
+version, and a check swaps it back before hashing (a version cannot be part of its own input).
+bento.yaml has no `creation_time`: a wall-clock time would make every build differ, and the
+version already identifies the build. The version is 16 lowercase base32 characters, the
+shape of BentoML's versions; the placeholder's `0` is not in that alphabet.
+
+Extraction treats an archive as hostile (tarfile's `extractall` trusts member names:
+CVE-2007-4559). Every member is checked before a byte is written: a regular file or a
+directory (links of any kind, devices and FIFOs are refused), a relative path without `..`,
+no duplicates, under the per-member and total size limits. Files are written into a fresh
+staging directory with `O_EXCL | O_NOFOLLOW`, the content hash is checked against the version
+bento.yaml claims (so a cache entry always holds what its version says), and the staging
+directory is renamed to `$NBSERVE_HOME/bentos/<name>/<version>/` in one step.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import os
+import re
+import shutil
+import tarfile
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import IO, Any, Literal
+
+import yaml
+
+from nbserve._bento.requirements import REPRODUCIBLE_EPOCH
+from nbserve.exceptions import InvalidArgument
+
+__all__ = [
+    "BENTO_YAML",
+    "PLACEHOLDER",
+    "SUFFIX",
+    "VERSIONED_FILES",
+    "ArchiveError",
+    "Entry",
+    "bentos_home",
+    "content_version",
+    "extract",
+    "read_bento_yaml",
+    "scan",
+    "with_version",
+    "write_archive",
+]
+
+SUFFIX = ".bento"
+BENTO_YAML = "bento.yaml"
+MAX_MEMBER_SIZE = 16 << 30  # 16 GiB: a large model file, not a decompression bomb
+MAX_TOTAL_SIZE = 64 << 30
+_MAX_MEMBERS = 100_000
+_CHUNK = 1 << 20
+_XZ_PRESET: Literal[6] = 6  # xz's default; the level is part of what makes the bytes
+_DRIVE = re.compile(r"^[A-Za-z]:")
+_PART = re.compile(r"^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$")  # BentoML's tag part
+# The files that name the bento's version; they are hashed with PLACEHOLDER in its place.
+VERSIONED_FILES = frozenset({"bento.yaml", "env/docker/Dockerfile", "deploy/kubernetes.yaml"})
+PLACEHOLDER = "version-00000000"
+
+
+class ArchiveError(InvalidArgument):
+    """An archive was refused; the message names the member and the reason."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One file of an archive: its bytes, or a file on disk to stream (model weights)."""
+
+    data: bytes | Path
+    executable: bool = False
+
+    @property
+    def size(self) -> int:
+        return len(self.data) if isinstance(self.data, bytes) else self.data.stat().st_size
+
+    def open(self) -> IO[bytes]:
+        return io.BytesIO(self.data) if isinstance(self.data, bytes) else open(self.data, "rb")
+
+    def sha256(self) -> str:
+        digest = hashlib.sha256()
+        with self.open() as f:
+            while chunk := f.read(_CHUNK):
+                digest.update(chunk)
+        return digest.hexdigest()
+
+
+def bentos_home() -> Path:
+    """`$NBSERVE_HOME/bentos` (default `~/nbserve/bentos`), read now, not at import time."""
+    return Path(os.environ.get("NBSERVE_HOME") or "~/nbserve").expanduser() / "bentos"
+
+
+def content_version(files: Mapping[str, Entry], version: str = PLACEHOLDER) -> str:
+    """The version of a bento with these files, whose versioned files name `version`."""
+    digest = hashlib.sha256()
+    for path in sorted(files):
+        entry = files[path]
+        if path in VERSIONED_FILES and isinstance(entry.data, bytes):
+            data = entry.data.replace(version.encode(), PLACEHOLDER.encode())
+            sha = hashlib.sha256(data).hexdigest()
+        else:
+            sha = entry.sha256()
+        digest.update(f"{path}\0{int(entry.executable)}\0{sha}\n".encode())
+    return base64.b32encode(digest.digest()[:10]).decode().lower()
+
+
+def with_version(files: Mapping[str, Entry], version: str) -> dict[str, Entry]:
+    """`files` with PLACEHOLDER replaced by `version` in the versioned files."""
+    out = dict(files)
+    for path in sorted(VERSIONED_FILES & out.keys()):
+        entry = out[path]
+        assert isinstance(entry.data, bytes), path
+        data = entry.data.replace(PLACEHOLDER.encode(), version.encode())
+        out[path] = Entry(data, entry.executable)
+    return out
+
+
+def write_archive(files: Mapping[str, Entry], dest: Path) -> Path:
+    """Write `files` to `dest` as a reproducible xz tar; atomically (a reader never sees half)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    partial = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.partial")
+    try:
+        with tarfile.open(partial, "w:xz", format=tarfile.PAX_FORMAT, preset=_XZ_PRESET) as tar:
+            for path in sorted(files):
+                entry = files[path]
+                info = tarfile.TarInfo(path)
+                info.size, info.mtime = entry.size, REPRODUCIBLE_EPOCH
+                info.mode = 0o755 if entry.executable else 0o644
+                info.uid = info.gid = 0
+                info.uname = info.gname = ""
+                with entry.open() as f:
+                    tar.addfile(info, f)
+        os.replace(partial, dest)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    return dest
+
+
+# ---- reading ---------------------------------------------------------------------------------
+def _refuse(archive: Path, why: str) -> ArchiveError:
+    return ArchiveError(
+        f"refusing to extract {archive}: {why}. Only open .bento archives from sources you trust, written by `nbserve build` or `%serve export`."
+    )
+
+
+def _checked_members(
+    tar: tarfile.TarFile, archive: Path, max_member: int, max_total: int
+) -> list[tuple[str, tarfile.TarInfo]]:
+    """The regular files to write, by normalised path; every member is checked first."""
+    seen: set[str] = set()
+    total = 0
+    members = []
+    for count, member in enumerate(tar, start=1):
+        if count > _MAX_MEMBERS:
+            raise _refuse(archive, f"it has more than {_MAX_MEMBERS} members")
+        name = member.name
+        rel = PurePosixPath(name)
+        if rel.is_absolute() or _DRIVE.match(name):
+            raise _refuse(archive, f"member {name!r} has an absolute path")
+        if "\\" in name or ".." in rel.parts:
+            raise _refuse(
+                archive, f"member {name!r} climbs out of the archive's directory ('..' or '\\')"
+            )
+        if member.issym() or member.islnk():
+            raise _refuse(
+                archive,
+                f"member {name!r} is a link (to {member.linkname!r}); bentos hold regular files only",
+            )
+        if not (member.isreg() or member.isdir()):
+            raise _refuse(archive, f"member {name!r} is a device, FIFO or other special file")
+        key = rel.as_posix()  # "./src/a.py" → "src/a.py": `tar -C dir -c .` writes those
+        if key == "." and member.isdir():
+            continue
+        if key in seen or key == ".":
+            raise _refuse(archive, f"member {name!r} has no name or appears twice")
+        seen.add(key)
+        if member.isreg():
+            if member.size > max_member:
+                raise _refuse(
+                    archive,
+                    f"member {name!r} is {member.size} bytes, over the {max_member}-byte limit per file",
+                )
+            total += member.size
+            if total > max_total:
+                raise _refuse(archive, f"its files add up to more than {max_total} bytes")
+            members.append((key, member))
+    return members
+
+
+def _write_member(tar: tarfile.TarFile, member: tarfile.TarInfo, dest: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    source = tar.extractfile(member)
+    assert source is not None  # a regular file
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(dest, flags, 0o755 if member.mode & 0o111 else 0o644)
+    with os.fdopen(fd, "wb") as out:
+        remaining = member.size
+        while remaining > 0 and (chunk := source.read(min(_CHUNK, remaining))):
+            out.write(chunk)
+            remaining -= len(chunk)
+
+
+def read_bento_yaml(directory: Path) -> dict[str, Any]:
+    data = yaml.safe_load((directory / BENTO_YAML).read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        msg = f"{directory / BENTO_YAML} is not a mapping; is this a bento?"
+        raise ArchiveError(msg)
+    return data
+
+
+def scan(directory: Path) -> dict[str, Entry]:
+    """The files of an extracted bento, as `write_archive` takes them."""
+    files = {}
+    for path in sorted(directory.rglob("*")):
+        if path.is_file():
+            rel = path.relative_to(directory).as_posix()
+            data = path.read_bytes() if rel in VERSIONED_FILES else path
+            files[rel] = Entry(data, executable=bool(path.stat().st_mode & 0o111))
+    return files
+
+
+def extract(
+    archive: str | os.PathLike[str],
+    *,
+    home: Path | None = None,
+    max_member_size: int = MAX_MEMBER_SIZE,
+    max_total_size: int = MAX_TOTAL_SIZE,
+) -> Path:
+    """Extract a `.bento` safely into `home/<name>/<version>/` (default `bentos_home()`).
+
+    An archive already in the cache is not extracted again. Raises `ArchiveError` for an
+    unsafe or tampered archive; nothing is written outside a staging directory under `home`.
+    """
+    archive = Path(archive)
+    if not archive.is_file():
+        msg = f"no .bento archive at {archive}"
+        raise FileNotFoundError(msg)
+    home = bentos_home() if home is None else home
+    staging_root = home / ".tmp"
+    staging_root.mkdir(parents=True, exist_ok=True)
+    staging = staging_root / f"extract-{uuid.uuid4().hex}"
+    staging.mkdir()
+    try:
+        try:
+            with tarfile.open(archive, "r:*") as tar:
+                for key, member in _checked_members(tar, archive, max_member_size, max_total_size):
+                    _write_member(tar, member, staging / key)
+        except (tarfile.TarError, EOFError, OSError) as exc:
+            if isinstance(exc, ArchiveError):
+                raise
+            raise _refuse(archive, f"it is not a readable tar archive ({exc})") from exc
+        if not (staging / BENTO_YAML).is_file():
+            raise _refuse(archive, "it has no bento.yaml at its top level")
+        info = read_bento_yaml(staging)
+        name, version = str(info.get("name", "")), str(info.get("version", ""))
+        if not (_PART.match(name) and _PART.match(version)):
+            raise _refuse(
+                archive, f"bento.yaml names it {name!r}:{version!r}, not a valid name and version"
+            )
+        if content_version(scan(staging), version) != version:
+            raise _refuse(
+                archive,
+                f"its content does not match its version {version} (changed after it was built?)",
+            )
+        final = home / name / version
+        final.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(staging, final)
+        except OSError:
+            if not (final / BENTO_YAML).is_file():
+                raise
+            # Already cached: same version, same verified content. Keep the cached copy.
+        return final
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

@@ -1,0 +1,351 @@
+"""Service + captured source → a `.bento` archive (layout in DESIGN §6, BentoML's).
+
+```
+bento.yaml                  service, name, version, apis, models, python, requirements
+src/service.py              the %%serve cell(s) + captured helpers + imports (+ local modules)
+env/python/requirements.txt, version.txt, install.sh, wheels/ (nbserve, when not from an index)
+env/docker/Dockerfile       deploy/kubernetes.yaml
+apis/openapi.yaml           apis/schema.json
+models/<name>/<version>/    the model-store entries the service uses, plus models/<name>/latest
+```
+Every file is a function of the inputs (the code, the service's configuration, the installed
+versions, the model entries), never of the time or the directory, so building twice gives the
+same archive and the version is a hash of the content (see `archive.py`). The one field of a
+model entry that records a time, `creation_time` in its model.yaml, is set to the archive's
+fixed epoch in the copy, so re-saving the same model does not change the archive.
+
+Three ways in, one archive: `export_service` (a kernel: `%serve export`, `nbserve.export`),
+`build_notebook` (a saved `.ipynb`: `nbserve build`) and `build_file` (a `service.py`).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import sys
+import types
+import warnings
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from nbserve._bento import archive, deploy
+from nbserve._bento.archive import Entry
+from nbserve._bento.bentofile import bento_info, bento_name, referenced_models
+from nbserve._bento.capture import CapturedSource, capture
+from nbserve._bento.cells import python_source, read_notebook
+from nbserve._bento.names import imported_modules
+from nbserve._bento.requirements import REPRODUCIBLE_EPOCH, nbserve_wheel, resolve_requirements
+from nbserve._sdk.service import Service
+from nbserve.exceptions import NbserveError
+
+if TYPE_CHECKING:
+    from nbserve._bento.model import Model
+
+__all__ = [
+    "BuildError",
+    "build_bento",
+    "build_file",
+    "build_notebook",
+    "export_service",
+    "load_source",
+]
+
+HEADER = """\
+# service.py: written by nbserve from a notebook. The %%serve cell(s) of the service come last;
+# above them, the imports, constants and helper definitions they use from other cells."""
+
+INSTALL_SH = """\
+#!/bin/sh
+# Installs this bento's Python requirements into the current Python environment
+# (an activated virtual environment, or the one named by $PYTHON).
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+if [ -n "${PYTHON:-}" ]; then python=$PYTHON
+elif command -v python >/dev/null 2>&1; then python=python
+else python=python3
+fi
+wheels=$(find "$here/wheels" -name '*.whl' 2>/dev/null | sort)
+# shellcheck disable=SC2086  # the wheel paths contain no spaces: they are ours
+"$python" -m pip install --no-input --disable-pip-version-check -r "$here/requirements.txt" $wheels
+"""
+
+
+class BuildError(NbserveError):
+    """The archive cannot be built; the message says why and what to do."""
+
+
+def _text(value: str) -> Entry:
+    return Entry(value.encode("utf-8"))
+
+
+def _dump(value: Any) -> str:
+    return yaml.safe_dump(
+        value, sort_keys=False, allow_unicode=True, default_flow_style=False, width=100
+    )
+
+
+def _model_files(models: Sequence[Model]) -> dict[str, Entry]:
+    """The entries under `models/`, each with a `latest` file naming its version."""
+    files: dict[str, Entry] = {}
+    for model in models:
+        model.verify()
+        root = Path(model.path)
+        prefix = f"models/{model.name}"
+        info = model.info.to_dict()
+        info["creation_time"] = datetime.fromtimestamp(REPRODUCIBLE_EPOCH, timezone.utc).isoformat()
+        files[f"{prefix}/{model.version}/model.yaml"] = _text(_dump(info))
+        for rel in sorted(model.info.files):
+            source = root / rel
+            files[f"{prefix}/{model.version}/{rel}"] = Entry(
+                source, bool(source.stat().st_mode & 0o111)
+            )
+        files[f"{prefix}/latest"] = _text(model.version)
+    return files
+
+
+def _local_module_files(paths: Sequence[Path]) -> dict[str, Entry]:
+    files: dict[str, Entry] = {}
+    for path in paths:
+        sources = [path] if path.is_file() else sorted(path.rglob("*.py"))
+        base = path.parent
+        for source in sources:
+            if "__pycache__" not in source.parts:
+                files[f"src/{source.relative_to(base).as_posix()}"] = Entry(source.read_bytes())
+    return files
+
+
+def _wheel_cache() -> Path:
+    """Built wheels of nbserve, by source hash: `$XDG_CACHE_HOME/nbserve/wheels`."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "nbserve" / "wheels"
+
+
+def _service_variable(
+    service: Service[Any], source: str, namespace: Mapping[str, Any] | None
+) -> str:
+    """The module-level name `service.py` binds the service to (`service: service:<that>`)."""
+    tree = ast.parse(source)
+    bound = [n.name for n in tree.body if isinstance(n, ast.ClassDef)]
+    bound += [
+        t.id
+        for n in tree.body
+        if isinstance(n, ast.Assign)
+        for t in n.targets
+        if isinstance(t, ast.Name)
+    ]
+    if namespace is not None:
+        for name in reversed(bound):
+            if namespace.get(name) is service:
+                return name
+    return (
+        service.inner.__name__
+        if service.inner.__name__ in bound
+        else (bound[-1] if bound else service.name)
+    )
+
+
+def build_bento(
+    service: Service[Any],
+    captured: CapturedSource,
+    out_dir: str | os.PathLike[str],
+    *,
+    variable: str | None = None,
+    requirements_file: str | os.PathLike[str] | None = None,
+) -> Path:
+    """Write `<out_dir>/<name>-<version>.bento` and return its path."""
+    name = bento_name(service)
+    config = service.config
+    requirements = resolve_requirements(
+        captured.modules,
+        packages=config.python_packages,
+        requirements_file=requirements_file,
+        image=config.image,
+    )
+    local = _local_module_files(requirements.local_modules)
+    if local:  # what the local modules import needs pinning too
+        more = {
+            m
+            for e in local.values()
+            if isinstance(e.data, bytes)
+            for m in imported_modules(e.data.decode())
+        }
+        requirements = resolve_requirements(
+            {*captured.modules, *more},
+            packages=config.python_packages,
+            requirements_file=requirements_file,
+            image=config.image,
+        )
+    if requirements.missing:
+        warnings.warn(
+            f"{service.name} imports {', '.join(requirements.missing)}, which is not installed here, so the archive pins nothing for it; if the service needs it, add it with python_packages=[...] or --requirements",
+            UserWarning,
+            stacklevel=3,
+        )
+    wheel = nbserve_wheel(_wheel_cache())
+    models = referenced_models(service, captured.text)
+
+    files: dict[str, Entry] = {"src/service.py": _text(captured.text), **local}
+    files["env/python/requirements.txt"] = _text(requirements.text)
+    files["env/python/version.txt"] = _text(requirements.python_version + "\n")
+    files["env/python/install.sh"] = Entry(INSTALL_SH.encode(), executable=True)
+    if wheel is not None:
+        files[f"env/python/wheels/{wheel.name}"] = Entry(wheel)
+    files.update(_model_files(models))
+    files["apis/openapi.yaml"] = _text(_dump(service.openapi_spec))
+    files["apis/schema.json"] = _text(_json(service.schema()))
+    placeholder = archive.PLACEHOLDER  # the version is the hash of all these files
+    info = bento_info(
+        service,
+        name=name,
+        version=placeholder,
+        variable=variable or service.inner.__name__,
+        models=models,
+        requirements=requirements,
+        wheel=wheel.name if wheel else None,
+    )
+    files["bento.yaml"] = _text(_dump(info))
+    python = requirements.python_version
+    files["env/docker/Dockerfile"] = _text(
+        deploy.dockerfile(name=name, version=placeholder, config=config, python_version=python)
+    )
+    files["deploy/kubernetes.yaml"] = _text(
+        deploy.kubernetes_manifest(name=name, version=placeholder, config=config)
+    )
+
+    version = archive.content_version(files)
+    dest = Path(out_dir) / f"{name}-{version}{archive.SUFFIX}"
+    return archive.write_archive(archive.with_version(files, version), dest)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, default=str) + "\n"
+
+
+def export_service(
+    service: Service[Any],
+    out_dir: str | os.PathLike[str],
+    *,
+    cells: Sequence[str],
+    namespace: Mapping[str, Any] | None = None,
+    requirements: str | os.PathLike[str] | None = None,
+) -> Path:
+    """Export a service defined in a kernel: `cells` is the kernel's input history (raw, e.g.
+    `shell.history_manager.input_hist_raw`, or `In`), `namespace` its `user_ns`."""
+    service_cells = (
+        [service.source] if service.source is not None else _defining_cells(service, cells)
+    )
+    captured = capture(service_cells, cells, namespace, service=service.name, header=HEADER)
+    try:
+        compile(captured.text, "service.py", "exec")
+    except SyntaxError as exc:  # a capture bug, not the user's: say so
+        msg = f"the captured source of {service.name} does not compile (line {exc.lineno}: {exc.msg}); please report this with the notebook"
+        raise BuildError(msg) from exc
+    variable = _service_variable(service, captured.text, namespace)
+    return build_bento(
+        service, captured, out_dir, variable=variable, requirements_file=requirements
+    )
+
+
+def _defines(source: str, name: str) -> bool:
+    """Whether a cell binds a service called `name` (class name or `@service(name=...)`)."""
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.ClassDef):
+            if node.name == name:
+                return True
+            for deco in node.decorator_list:
+                if isinstance(deco, ast.Call) and any(
+                    k.arg == "name" and isinstance(k.value, ast.Constant) and k.value.value == name
+                    for k in deco.keywords
+                ):
+                    return True
+        elif isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == name for t in node.targets
+        ):
+            return True
+    return False
+
+
+def _cell_index(cells: Sequence[str], name: str) -> int | None:
+    found = None
+    for i, cell in enumerate(cells):
+        try:
+            source = python_source(cell)
+        except SyntaxError:
+            continue
+        if source is not None and _defines(source, name):
+            found = i
+    return found
+
+
+def _defining_cells(service: Service[Any], cells: Sequence[str]) -> list[str]:
+    """The last cell that defines the service, for one served without %%serve."""
+    for name in (service.name, service.inner.__name__):
+        index = _cell_index(cells, name)
+        if index is not None:
+            return [cells[index]]
+    msg = f"cannot find the cell that defines {service.name} in this kernel's history; run the cell that defines it (or serve it with %%serve) and export again"
+    raise BuildError(msg)
+
+
+def load_source(
+    text: str, service: str, *, filename: str = "service.py"
+) -> tuple[str, Service[Any]]:
+    """Run `text` as a fresh module named `service`; return the variable and the Service."""
+    module = types.ModuleType("service")
+    module.__file__ = filename
+    previous = sys.modules.get("service")
+    sys.modules["service"] = module
+    try:
+        # Building runs the service's module once, as BentoML's build imports service.py.
+        exec(compile(text, filename, "exec"), module.__dict__)
+    finally:
+        if previous is None:
+            sys.modules.pop("service", None)
+        else:
+            sys.modules["service"] = previous
+    found = {k: v for k, v in vars(module).items() if isinstance(v, Service)}
+    for variable, svc in found.items():
+        if service in (variable, svc.name):
+            return variable, svc
+    msg = f"{filename} defines no service called {service!r}; it defines: {', '.join(found) or 'none'}"
+    raise BuildError(msg)
+
+
+def build_notebook(
+    path: str | os.PathLike[str],
+    service: str,
+    out_dir: str | os.PathLike[str],
+    *,
+    requirements: str | os.PathLike[str] | None = None,
+) -> Path:
+    """`nbserve build notebook.ipynb --service NAME`: capture from the saved cells, no kernel.
+
+    The cells before the service's cell are read as if they ran top to bottom; the captured
+    module is then run once here to get the service (its schema and configuration).
+    """
+    cells = read_notebook(path).sources
+    index = _cell_index(cells, service)
+    if index is None:
+        msg = f"no code cell of {path} defines a service called {service!r}; pass the class name or @service(name=...) of the service"
+        raise BuildError(msg)
+    captured = capture([cells[index]], cells[: index + 1], None, service=service, header=HEADER)
+    variable, svc = load_source(captured.text, service)
+    return build_bento(svc, captured, out_dir, variable=variable, requirements_file=requirements)
+
+
+def build_file(
+    path: str | os.PathLike[str],
+    service: str,
+    out_dir: str | os.PathLike[str],
+    *,
+    requirements: str | os.PathLike[str] | None = None,
+) -> Path:
+    """`nbserve build service.py --service NAME`: the file is the source, as it is."""
+    text = Path(path).read_text(encoding="utf-8")
+    variable, svc = load_source(text, service, filename=str(path))
+    captured = CapturedSource(text=text, modules=imported_modules(text))
+    return build_bento(svc, captured, out_dir, variable=variable, requirements_file=requirements)

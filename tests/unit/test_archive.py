@@ -1,0 +1,215 @@
+"""`.bento` archives: byte-reproducible builds, content-hash versions, and a safe extraction."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import lzma
+import os
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+
+from nbserve._bento import archive, builder
+from nbserve._bento.archive import ArchiveError, Entry
+from nbserve._bento.capture import CapturedSource
+
+SOURCE = """\
+import nbserve
+
+
+@nbserve.service(resources={"cpu": "1"}, labels={"team": "ml"})
+class Echo:
+    @nbserve.api
+    def shout(self, text: str) -> str:
+        return text.upper()
+"""
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NBSERVE_HOME", str(tmp_path / "home"))
+    # A fixed stand-in for nbserve's own wheel: building the real one takes seconds.
+    wheel = tmp_path / "jupyter_nbserve-0.1.0-py3-none-any.whl"
+    wheel.write_bytes(b"not really a wheel")
+    monkeypatch.setattr(builder, "nbserve_wheel", lambda cache: wheel)
+
+
+def build(source: str, out: Path) -> Path:
+    variable, service = builder.load_source(source, "Echo")
+    captured = CapturedSource(text=source, modules=("nbserve",))
+    return builder.build_bento(service, captured, out, variable=variable)
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# ---- reproducible builds ---------------------------------------------------------------------
+def test_same_inputs_give_the_same_bytes_at_other_times_and_places(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "a").mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    first = build(SOURCE, tmp_path / "a" / "dist")
+    os.utime(first, (0, 0))
+    real_time = time.time
+    monkeypatch.setattr(time, "time", lambda: real_time() + 86_400 * 400)  # a year later
+    (tmp_path / "b" / "c").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "b" / "c")
+    second = build(SOURCE, tmp_path / "b" / "out")
+    assert first.name == second.name
+    assert sha(first) == sha(second)
+
+
+def test_a_one_line_change_gives_another_version(tmp_path: Path) -> None:
+    first = build(SOURCE, tmp_path / "one")
+    second = build(SOURCE.replace("text.upper()", "text.lower()"), tmp_path / "two")
+    assert first.name != second.name
+    assert sha(first) != sha(second)
+
+
+def test_headers_are_normalised(tmp_path: Path) -> None:
+    path = build(SOURCE, tmp_path)
+    with tarfile.open(path) as tar:
+        members = tar.getmembers()
+    names = [m.name for m in members]
+    assert names == sorted(names)
+    assert {
+        "bento.yaml",
+        "src/service.py",
+        "env/python/install.sh",
+        "env/docker/Dockerfile",
+    } <= set(names)
+    for m in members:
+        assert (m.mtime, m.uid, m.gid, m.uname, m.gname) == (
+            archive.REPRODUCIBLE_EPOCH,
+            0,
+            0,
+            "",
+            "",
+        )
+        assert m.mode == (0o755 if m.name.endswith(".sh") else 0o644)
+
+
+def test_the_version_is_the_content_hash_and_named_in_the_versioned_files(tmp_path: Path) -> None:
+    path = build(SOURCE, tmp_path)
+    version = path.name.removeprefix("echo-").removesuffix(".bento")
+    assert len(version) == 16
+    extracted = archive.extract(path, home=tmp_path / "cache")
+    assert extracted == tmp_path / "cache" / "echo" / version
+    info = archive.read_bento_yaml(extracted)
+    assert (info["name"], info["version"], info["service"]) == ("echo", version, "service:Echo")
+    assert "creation_time" not in info
+    assert f"echo:{version}" in (extracted / "deploy/kubernetes.yaml").read_text()
+    assert archive.PLACEHOLDER not in (extracted / "env/docker/Dockerfile").read_text()
+    assert archive.content_version(archive.scan(extracted), version) == version
+
+
+def test_extracting_twice_reuses_the_cache(tmp_path: Path) -> None:
+    path = build(SOURCE, tmp_path)
+    first = archive.extract(path, home=tmp_path / "cache")
+    assert archive.extract(path, home=tmp_path / "cache") == first
+    assert list((tmp_path / "cache" / ".tmp").iterdir()) == []
+
+
+# ---- hostile archives --------------------------------------------------------------------------
+def _member(
+    name: str, data: bytes = b"x", kind: bytes = tarfile.REGTYPE, link: str = ""
+) -> tuple[tarfile.TarInfo, bytes]:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = kind, link
+    info.size = len(data) if kind == tarfile.REGTYPE else 0
+    return info, data
+
+
+def craft(path: Path, *members: tuple[tarfile.TarInfo, bytes]) -> Path:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        info, data = _member("bento.yaml", b"name: evil\nversion: aaaaaaaaaaaaaaaa\n")
+        tar.addfile(info, io.BytesIO(data))
+        for info, data in members:
+            tar.addfile(info, io.BytesIO(data) if info.isreg() else None)
+    path.write_bytes(lzma.compress(buffer.getvalue()))
+    return path
+
+
+HOSTILE = {
+    "parent": ([_member("../evil.txt")], "climbs out"),
+    "nested parent": ([_member("src/../../evil.txt")], "climbs out"),
+    "absolute": ([_member("/tmp/nbserve-evil.txt")], "absolute path"),
+    "symlink escape": (
+        [_member("src/link", kind=tarfile.SYMTYPE, link="../../.."), _member("src/link/evil.txt")],
+        "is a link",
+    ),
+    "symlink inside": ([_member("src/link", kind=tarfile.SYMTYPE, link="service.py")], "is a link"),
+    "hardlink": ([_member("src/hard", kind=tarfile.LNKTYPE, link="/etc/passwd")], "is a link"),
+    "char device": ([_member("src/null", kind=tarfile.CHRTYPE)], "device"),
+    "fifo": ([_member("src/fifo", kind=tarfile.FIFOTYPE)], "device"),
+    "duplicate": ([_member("src/a.py"), _member("src/a.py")], "twice"),
+    "oversized": ([_member("models/big.bin", b"x" * 4096)], "limit per file"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_archives_are_refused_without_writing_outside(tmp_path: Path, case: str) -> None:
+    members, reason = HOSTILE[case]
+    work = tmp_path / "work"
+    work.mkdir()
+    bad = craft(work / "evil.bento", *members)
+    home = work / "deep" / "cache"
+    with pytest.raises(ArchiveError, match=reason):
+        archive.extract(bad, home=home, max_member_size=1024)
+    written = sorted(p.relative_to(work).as_posix() for p in work.rglob("*"))
+    assert written == ["deep", "deep/cache", "deep/cache/.tmp", "evil.bento"]
+    assert not Path("/tmp/nbserve-evil.txt").exists()
+
+
+def test_a_total_size_over_the_limit_is_refused(tmp_path: Path) -> None:
+    bad = craft(tmp_path / "big.bento", _member("a.bin", b"x" * 600), _member("b.bin", b"y" * 600))
+    with pytest.raises(ArchiveError, match="add up to more than 1000 bytes"):
+        archive.extract(bad, home=tmp_path / "cache", max_total_size=1000)
+
+
+def test_content_that_does_not_match_its_version_is_refused(tmp_path: Path) -> None:
+    path = build(SOURCE, tmp_path)
+    with tarfile.open(path) as tar:
+        files = {m.name: Entry(tar.extractfile(m).read(), bool(m.mode & 0o111)) for m in tar}  # type: ignore[union-attr]
+    files["src/service.py"] = Entry(
+        files["src/service.py"].data + b"\nimport os; os.system('id')\n"
+    )  # type: ignore[operator]
+    tampered = archive.write_archive(files, tmp_path / "tampered.bento")
+    with pytest.raises(ArchiveError, match="does not match its version"):
+        archive.extract(tampered, home=tmp_path / "cache")
+    assert not (tmp_path / "cache" / "echo").exists()
+
+
+def test_a_file_that_is_not_a_tar_is_refused(tmp_path: Path) -> None:
+    bad = tmp_path / "junk.bento"
+    bad.write_bytes(b"PK\x03\x04 not a tar")
+    with pytest.raises(ArchiveError, match="not a readable tar archive"):
+        archive.extract(bad, home=tmp_path / "cache")
+
+
+def test_an_archive_without_bento_yaml_is_refused(tmp_path: Path) -> None:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        info, data = _member("src/service.py")
+        tar.addfile(info, io.BytesIO(data))
+    bad = tmp_path / "nobento.bento"
+    bad.write_bytes(lzma.compress(buffer.getvalue()))
+    with pytest.raises(ArchiveError, match=r"no bento\.yaml"):
+        archive.extract(bad, home=tmp_path / "cache")
+
+
+def test_an_archive_repacked_with_tar_still_opens(tmp_path: Path) -> None:
+    """`tar -C dir -cJf x.bento .` names members ./bento.yaml and adds a ./ directory."""
+    original = archive.extract(build(SOURCE, tmp_path), home=tmp_path / "first")
+    repacked = tmp_path / "repacked.bento"
+    with tarfile.open(repacked, "w:xz") as tar:
+        tar.add(original, arcname=".")
+    again = archive.extract(repacked, home=tmp_path / "second")
+    assert again.name == original.name
+    assert (again / "src/service.py").read_bytes() == (original / "src/service.py").read_bytes()

@@ -1,0 +1,170 @@
+"""The builder: a kernel's service and the same notebook saved give the same archive."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import numpy as np
+import pytest
+import yaml
+
+from nbserve._bento import builder
+from nbserve._bento.capture import CaptureError
+from nbserve._bento.cells import python_source
+from nbserve._cli import build as build_cli
+from nbserve._cli import inspect as inspect_cli
+from nbserve._sdk.service import Service
+
+CELLS = [
+    "import numpy as np\nimport nbserve\n%matplotlib inline",
+    "OFFSET = 1.5\n\ndef shift(x):\n    return np.asarray(x) + OFFSET",
+    "trained = np.arange(3.0)  # not used by the service: stays behind",
+    "%%serve --port 0\n@nbserve.service(labels={'stage': 'test'})\nclass Shifter:\n"
+    "    def __init__(self) -> None:\n        self.scale = nbserve.models.get('scale').load()\n\n"
+    "    @nbserve.api\n    def go(self, x: list[float]) -> list[float]:\n        return (shift(x) * self.scale).tolist()\n",
+]
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    import nbserve.models
+
+    monkeypatch.setenv("NBSERVE_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(builder, "nbserve_wheel", lambda cache: None)
+    nbserve.models.save("scale", np.array(2.0))
+    yield
+    sys.modules.pop("service", None)
+
+
+def run_like_a_kernel(cells: list[str]) -> tuple[Service[Any], dict[str, Any]]:
+    """Run the cells in one namespace, as a kernel would; `%%serve` records the cell's body."""
+    namespace: dict[str, Any] = {"__name__": "__main__"}
+    for cell in cells:
+        source = python_source(cell)
+        assert source is not None
+        exec(compile(source, "<cell>", "exec"), namespace)
+    service = namespace["Shifter"]
+    service.source = cells[-1].split("\n", 1)[1]
+    return service, namespace
+
+
+def members(path: Path) -> dict[str, bytes]:
+    with tarfile.open(path) as tar:
+        return {m.name: tar.extractfile(m).read() for m in tar}  # type: ignore[union-attr]
+
+
+def test_the_kernel_and_the_saved_notebook_give_the_same_archive(tmp_path: Path) -> None:
+    service, namespace = run_like_a_kernel(CELLS)
+    from_kernel = builder.export_service(service, tmp_path / "a", cells=CELLS, namespace=namespace)
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(c) for c in CELLS]
+    nbformat.write(nb, tmp_path / "analysis.ipynb")
+    from_notebook = builder.build_notebook(tmp_path / "analysis.ipynb", "Shifter", tmp_path / "b")
+    assert from_kernel.name == from_notebook.name
+    assert from_kernel.read_bytes() == from_notebook.read_bytes()
+
+
+def test_the_archive_holds_what_design_section_6_lists(tmp_path: Path) -> None:
+    service, namespace = run_like_a_kernel(CELLS)
+    files = members(builder.export_service(service, tmp_path, cells=CELLS, namespace=namespace))
+    assert {
+        "bento.yaml",
+        "src/service.py",
+        "env/python/requirements.txt",
+        "env/python/version.txt",
+        "env/python/install.sh",
+        "env/docker/Dockerfile",
+        "deploy/kubernetes.yaml",
+        "apis/openapi.yaml",
+        "apis/schema.json",
+        "models/scale/latest",
+    } <= set(files)
+    info = yaml.safe_load(files["bento.yaml"])
+    assert info["service"] == "service:Shifter"
+    assert info["labels"] == {"stage": "test"}
+    assert [m["tag"].split(":")[0] for m in info["models"]] == [
+        "scale"
+    ]  # found in __init__'s get()
+    assert info["schema"]["routes"][0]["route"] == "/go"
+    version = info["models"][0]["tag"].split(":")[1]
+    assert files["models/scale/latest"].decode() == version
+    model_yaml = yaml.safe_load(files[f"models/scale/{version}/model.yaml"])
+    assert (
+        model_yaml["creation_time"] == "2020-01-01T00:00:00+00:00"
+    )  # the archive's epoch, not the save time
+    assert b"trained" not in files["src/service.py"]
+
+
+def test_an_uncapturable_global_stops_the_export(tmp_path: Path) -> None:
+    cells = [*CELLS[:3], CELLS[3].replace("shift(x)", "shift(x) + trained.sum()")]
+    service, namespace = run_like_a_kernel(cells)
+    with pytest.raises(
+        CaptureError, match=r"trained \(numpy.ndarray, from `trained = np.arange\(3.0\)"
+    ):
+        builder.export_service(service, tmp_path, cells=cells, namespace=namespace)
+    assert not list(tmp_path.glob("*.bento"))
+
+
+def test_local_modules_travel_in_src(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "mylocalshift.py").write_text("import yaml\n\nAMOUNT = 3.0\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "service.py").write_text(
+        "import nbserve\nimport mylocalshift\n\n@nbserve.service\nclass Adder:\n    @nbserve.api\n"
+        "    def go(self, x: float) -> float:\n        return x + mylocalshift.AMOUNT\n"
+    )
+    files = members(builder.build_file(tmp_path / "service.py", "Adder", tmp_path / "dist"))
+    assert files["src/mylocalshift.py"] == b"import yaml\n\nAMOUNT = 3.0\n"
+    assert b"pyyaml==" in files["env/python/requirements.txt"]  # what the local module imports
+    sys.modules.pop("mylocalshift", None)
+
+
+def test_the_build_and_inspect_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(c) for c in CELLS]
+    nbformat.write(nb, tmp_path / "analysis.ipynb")
+    args = argparse.Namespace(
+        target=str(tmp_path / "analysis.ipynb"),
+        service="Shifter",
+        output=str(tmp_path / "dist"),
+        requirements=None,
+    )
+    assert build_cli.run(args) == 0
+    path = Path(capsys.readouterr().out.strip())
+    assert path.parent == tmp_path / "dist"
+    assert path.name.startswith("shifter-")
+    assert inspect_cli.run(argparse.Namespace(archive=str(path), json=False)) == 0
+    shown = capsys.readouterr().out
+    assert f"bento     {path.name[:-6].replace('-', ':', 1)}" in shown
+    assert "POST /go  x: array" in shown
+    assert "models    scale:" in shown
+    assert "requires  jupyter-nbserve==" in shown
+
+
+def test_build_needs_to_know_which_service(tmp_path: Path) -> None:
+    (tmp_path / "nb.ipynb").write_text(nbformat.writes(nbformat.v4.new_notebook()))
+    with pytest.raises(SystemExit, match="pass --service NAME"):
+        build_cli.run(
+            argparse.Namespace(
+                target=str(tmp_path / "nb.ipynb"), service=None, output="dist", requirements=None
+            )
+        )
+    with pytest.raises(builder.BuildError, match="defines a service called 'Nope'"):
+        builder.build_notebook(tmp_path / "nb.ipynb", "Nope", tmp_path)
+
+
+def test_model_tags_are_found_only_in_model_store_calls() -> None:
+    from nbserve._bento.bentofile import model_tags
+
+    source = (
+        "import nbserve, bentoml\nfrom nbserve import models\nfrom nbserve.models import BentoModel\n"
+        "a = nbserve.models.get('a:latest')\nb = bentoml.models.get('b')\nc = models.get('c:v1')\n"
+        "d = BentoModel('d')\ne = self.models.get('not-a-model')\nf = os.environ.get('NOPE')\n"
+        "g = nbserve.models.get(name)\n"
+    )
+    assert model_tags(source) == ["a:latest", "b", "c:v1", "d"]
