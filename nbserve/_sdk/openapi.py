@@ -1,10 +1,14 @@
 """The OpenAPI 3.0.2 document served at `{prefix}/docs.json`, in BentoML 1.4's shape.
 
 Tools written against BentoML's document (API gateways, client generators, the docs page) find
-the same structure: `servers: [{"url": "."}]`, the "Service APIs" and "Infrastructure" tags,
+the same structure: a relative `servers` URL, the "Service APIs" and "Infrastructure" tags,
 `x-bentoml-name` and `operationId: "<Service>__<api>"` on every operation. nbserve differs where
 BentoML is wrong (bentoml.md §2.9, §9.1):
-- paths carry the service's `path_prefix`, since that is where the server answers;
+- paths carry the service's `path_prefix`, so they are the paths the server answers and the
+  ones access logs and gateway rules show. The document is served at `{prefix}/docs.json` and
+  a relative server URL resolves against it, so with a prefix the server URL climbs out of it
+  (`..` for `/v1`) instead of BentoML's `.`; `/v1/docs.json` + `..` + `/v1/predict` is then
+  `/v1/predict`, also behind a proxy that adds its own path in front;
 - error bodies are declared as what nbserve sends, one object `{"error": str, "detail": any}`,
   for every status the server can produce (400, 404, 429, 500, 503, 504), not only 400/404/500;
 - task status values are those the server really returns, and each task operation has its own
@@ -62,6 +66,14 @@ _ERRORS: dict[int, tuple[str, str]] = {
 
 # What `GET <route>/status` really returns (bentoml.md §2.8; BentoML's own schema disagrees).
 _TASK_STATUSES = ["pending", "in_progress", "completed", "failed", "canceled"]
+
+
+def _server_url(prefix: str) -> str:
+    """The relative server URL that, resolved against `{prefix}/docs.json`, is the root the
+    (prefixed) paths hang from: `.` without a prefix, one `..` per prefix segment otherwise."""
+    if not prefix:
+        return "."
+    return "/".join([".."] * len(prefix.strip("/").split("/")))
 
 
 def _error_schema(name: str, status: int) -> dict[str, Any]:
@@ -240,7 +252,7 @@ def openapi_document(service: Service[Any], *, version: str = "not available") -
     return {
         "openapi": OPENAPI_VERSION,
         "info": info,
-        "servers": [{"url": "."}],
+        "servers": [{"url": _server_url(prefix)}],
         "tags": [
             {"name": APP_TAG, "description": "The service's API endpoints."},
             {"name": INFRA_TAG, "description": "Health, readiness and metrics endpoints."},
