@@ -154,7 +154,9 @@ class APIMethod(Generic[P, R]):
             "batchable": self.batchable,
             "is_task": self.is_task,
             "input": self.input.json_schema(),
-            "output": self.output.json_schema(),
+            # "sse" tells nbserve's client it may ask for SSE frames (item boundaries that
+            # survive proxies, and in-band errors); BentoML's client ignores the key.
+            "output": {**self.output.json_schema(), "sse": True} if self.is_stream else self.output.json_schema(),
         }
 
     def __repr__(self) -> str:

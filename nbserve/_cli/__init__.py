@@ -1,0 +1,7 @@
+"""The `nbserve` command: `nbserve serve`, `nbserve build`, `nbserve models`, ...
+
+`main.py` builds the parser from a registry of command modules; each module (one per command)
+exposes `register(subparsers) -> ArgumentParser`, which adds its parser and sets
+`handler=run`, and `run(args) -> int`. Command modules import their heavy dependencies inside
+`run`, so `nbserve --help` stays fast.
+"""

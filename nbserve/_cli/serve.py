@@ -1,0 +1,272 @@
+"""`nbserve serve TARGET`: serve a service from a shell until Ctrl-C or SIGTERM.
+
+```
+nbserve serve service.py:Echo --port 3000     a file and the service in it
+nbserve serve my_package.service:Echo          a module (imported from the current directory)
+nbserve serve service.py                       the file's only service
+nbserve serve iris-<version>.bento             a bento archive or its directory
+```
+The server runs on the main thread. Once the service has started, ONE line goes to stderr:
+`nbserve: serving Echo at http://127.0.0.1:3000 (routes: /shout)`; with `--port 0` it names the
+port picked. Logs go to stderr (warnings and errors; `-v` adds lifecycle lines, `-vv` an access
+line per request). SIGINT / SIGTERM stop it gracefully (in-flight requests finish, `on_shutdown`
+runs) and the exit status is 0; a service that fails to start exits with 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import logging
+import os
+import re
+import signal
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from nbserve._sdk.service import Service
+
+__all__ = ["TargetError", "load_target", "register", "run"]
+
+_DRIVE = re.compile(r"^[A-Za-z]:[\\/]")
+
+
+class TargetError(Exception):
+    """TARGET does not name a service; the message says what was found and what to pass."""
+
+
+def register(commands: Any) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = commands.add_parser(
+        "serve",
+        help="serve a service over HTTP",
+        description="Serve a service over HTTP until Ctrl-C or SIGTERM.",
+        epilog="examples:\n  nbserve serve service.py:Echo --port 3000\n  nbserve serve my_package.service:Echo\n  nbserve serve iris.bento",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "target",
+        metavar="TARGET",
+        help="FILE.py[:SERVICE], MODULE[:SERVICE] or a .bento; SERVICE may be left out when there is only one",
+    )
+    parser.add_argument(
+        "--host",
+        default=os.environ.get("BENTOML_HOST", "127.0.0.1"),
+        help="address to bind (default: 127.0.0.1; 0.0.0.0 for all interfaces)",
+    )
+    parser.add_argument(
+        "-p",
+        "--port",
+        type=int,
+        default=_default_port(),
+        help="port to bind, 0 for any free one (default: 3000, or $PORT / $BENTOML_PORT)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="worker processes (default: the service's `workers` option, else run in this process)",
+    )
+    parser.add_argument(
+        "--timeout-graceful",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="on stop, how long in-flight requests may take to finish (default: 30)",
+    )
+    parser.add_argument(
+        "--max-body-size",
+        type=int,
+        default=100 * 2**20,
+        metavar="BYTES",
+        help="larger request bodies get a 413 (default: 104857600, 100 MiB)",
+    )
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("NBSERVE_TOKEN"),
+        help="require 'Authorization: Bearer TOKEN' (default: $NBSERVE_TOKEN, else none)",
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="-v: lifecycle logs, -vv: one access line per request",
+    )
+    parser.set_defaults(handler=run)
+    return parser
+
+
+def _default_port() -> int:
+    for name in ("PORT", "BENTOML_PORT"):
+        value = os.environ.get(name)
+        if value and value.isdigit():
+            return int(value)
+    return 3000
+
+
+def run(args: argparse.Namespace) -> int:
+    _log_to_stderr(args.verbose)
+    try:
+        service = load_target(args.target)
+    except TargetError as exc:
+        print(f"nbserve serve: error: {exc}", file=sys.stderr)
+        return 2
+
+    from nbserve._runtime.server import Server
+
+    workers = args.workers if args.workers is not None else service.config.worker_count
+    try:
+        server = Server(
+            service,
+            host=args.host,
+            port=args.port,
+            workers=workers,
+            token=args.token,
+            max_body_size=args.max_body_size,
+        )
+    except (OSError, ValueError) as exc:
+        print(
+            f"nbserve serve: error: cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr
+        )
+        return 1
+    failed: list[BaseException] = []
+
+    def started(error: BaseException | None) -> None:
+        if error is None:
+            routes = ", ".join(server.routes) or "none"
+            print(
+                f"nbserve: serving {service.name} at {server.url} (routes: {routes})",
+                file=sys.stderr,
+                flush=True,
+            )
+            return
+        failed.append(error)
+        print(
+            f"nbserve serve: error: {service.name} failed to start: {type(error).__name__}: {error}",
+            file=sys.stderr,
+            flush=True,
+        )
+        server.request_stop(args.timeout_graceful)
+
+    server.run(
+        stop_signals=(signal.SIGINT, signal.SIGTERM),
+        graceful_timeout=args.timeout_graceful,
+        on_started=started,
+    )
+    return 1 if failed else 0
+
+
+def _log_to_stderr(verbose: int) -> None:
+    level = logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("nbserve %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(level)
+    logger = logging.getLogger("nbserve")
+    logger.addHandler(handler)
+    if verbose >= 2:
+        logger.setLevel(logging.DEBUG)
+        logging.getLogger("nbserve.service").setLevel(logging.DEBUG)
+
+
+# --- finding the service --------------------------------------------------------------------------
+def load_target(target: str) -> Service[Any]:
+    """The service TARGET names: `file.py[:Name]`, `module[:Name]`, or a bento."""
+    from nbserve._bento.loader import is_bento, load_bento_service
+
+    if is_bento(target):
+        return load_bento_service(target)
+    reference, attribute = _split(target)
+    if reference.endswith(".py") or os.sep in reference or "/" in reference:
+        module = _import_file(Path(reference))
+    else:
+        module = _import_module(reference)
+    return _pick(module, attribute, reference)
+
+
+def _split(target: str) -> tuple[str, str]:
+    start = 2 if _DRIVE.match(target) else 0  # C:\path\service.py:Echo
+    reference, sep, attribute = target[start:].rpartition(":")
+    if not sep:
+        return target, ""
+    return target[:start] + reference, attribute
+
+
+def _import_file(path: Path) -> ModuleType:
+    if not path.is_file():
+        msg = f"no such file: {path}; pass path/to/service.py:ClassName or module:ClassName"
+        raise TargetError(msg)
+    directory = str(path.resolve().parent)
+    if directory not in sys.path:
+        sys.path.insert(0, directory)  # the file's sibling modules import as they do when run there
+    name = path.stem
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        msg = f"cannot import {path} as Python source"
+        raise TargetError(msg)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # importable by name: worker processes and pickling find it
+    spec.loader.exec_module(module)
+    return module
+
+
+def _import_module(name: str) -> ModuleType:
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name != name and not name.startswith(f"{exc.name}."):
+            raise  # the module exists; something it imports does not
+        msg = f"no module named {name!r} (looked in the current directory and sys.path); pass path/to/file.py:ClassName or an importable module:ClassName"
+        raise TargetError(msg) from None
+
+
+def _pick(module: ModuleType, attribute: str, reference: str) -> Service[Any]:
+    from nbserve._sdk.service import Service
+
+    if attribute:
+        value: Any = module
+        for part in attribute.split("."):
+            value = getattr(value, part, None)
+            if value is None:
+                found = _services(module)
+                hint = (
+                    f"; it defines {', '.join(found)}"
+                    if found
+                    else "; it defines no @nbserve.service class"
+                )
+                msg = f"{reference} has no {attribute!r}{hint}"
+                raise TargetError(msg)
+        if not isinstance(value, Service):
+            msg = (
+                f"{reference}:{attribute} is {value!r}, not a class decorated with @nbserve.service"
+            )
+            raise TargetError(msg)
+        return value
+    found = _services(module)
+    if len(found) == 1:
+        service: Service[Any] = getattr(module, found[0])
+        return service
+    if not found:
+        msg = f"{reference} defines no @nbserve.service class; decorate one, or name it as {reference}:ClassName"
+        raise TargetError(msg)
+    msg = f"{reference} defines several services ({', '.join(found)}); pick one, e.g. {reference}:{found[0]}"
+    raise TargetError(msg)
+
+
+def _services(module: ModuleType) -> list[str]:
+    """Names of the services defined in `module` (not those it merely imports)."""
+    from nbserve._sdk.service import Service
+
+    names = []
+    for name, value in vars(module).items():
+        if (
+            isinstance(value, Service)
+            and getattr(value.inner, "__module__", None) == module.__name__
+        ):
+            names.append(name)
+    return names

@@ -1,0 +1,380 @@
+"""The API handler: `POST {prefix}{route}` → decode → traffic gate → call → encode (DESIGN §4).
+
+Per request this does what Tornado already did (parse the request) plus: one dict lookup to
+route, one counter check, one timer, the IO layer's decode / validate / encode (built once per
+API at decoration), and a few pre-bound metric increments. No schema is built, nothing is
+logged at INFO, no thread pool or per-request timer outlives the request (bentoml.md §11).
+
+Request bodies (bentoml.md §2.1–2.2), by `Content-Type` up to its `;`:
+- `multipart/form-data`, `application/x-www-form-urlencoded`: form fields and file parts;
+- `application/vnd.bentoml+pickle`: 415 (BentoML accepts it only between its own services);
+- anything else, or none: JSON (BentoML treats unknown types as JSON; `curl -d` sends a form).
+A root input (one positional-only parameter) takes the raw body whatever the type says.
+
+Body size: a body over `max_body_size` gets a JSON 413 (`errors.TooLargeHandler` when the
+Content-Length says so, `ChunkedAPIHandler` when a chunked body grows past it).
+
+Streams: one item per HTTP chunk (what BentoML's client decodes), or with `Accept:
+text/event-stream`, Server-Sent Events frames and an `event: error` frame when the generator
+fails after its first item. Without SSE such a failure aborts the chunked body, so the client
+sees a broken stream instead of a silently truncated one (BentoML's behaviour, §1.6).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import tornado.httputil
+import tornado.iostream
+import tornado.web
+
+from nbserve._runtime.errors import DRAIN_LIMIT, BaseHandler, error_body, error_for, reply_too_large
+from nbserve._sdk.context import Context, RequestInfo, ResponseContext, current_context
+from nbserve._sdk.io import UploadedFile
+from nbserve.exceptions import InvalidArgument, UnsupportedMediaType
+
+if TYPE_CHECKING:
+    from nbserve._runtime.deployment import Deployment
+    from nbserve._runtime.traffic import Slot
+    from nbserve._sdk.io import Payload
+    from nbserve._sdk.method import APIMethod
+
+__all__ = ["APIHandler", "ChunkedAPIHandler", "RequestContext"]
+
+_FORM_TYPES = frozenset({"multipart/form-data", "application/x-www-form-urlencoded"})
+_PICKLE_TYPE = "application/vnd.bentoml+pickle"
+_SSE_TYPE = "text/event-stream"
+_TOO_MANY = "Too many requests: the service is at its traffic.max_concurrency limit ({limit} in flight); retry later"
+
+
+class RequestContext(Context):
+    """`Context` whose `temp_dir` is made on first use (most requests never touch it)."""
+
+    _temp: Path | None = None
+
+    @property
+    def temp_dir(self) -> Path:
+        if self._temp is None:
+            self._temp = Path(tempfile.mkdtemp(prefix="nbserve-"))
+        return self._temp
+
+    @temp_dir.setter
+    def temp_dir(self, value: Path) -> None:  # the dataclass __init__ assigns the default
+        pass
+
+    def cleanup(self) -> None:
+        if self._temp is not None:
+            shutil.rmtree(self._temp, ignore_errors=True)
+            self._temp = None
+
+
+class APIHandler(BaseHandler):
+    """One API route. Only POST; a GET gets a JSON 405 with `Allow: POST`.
+
+    The router sends a body over the limit (by its Content-Length) to `TooLargeHandler`
+    instead, so here Tornado has read the whole body already: no streaming machinery (two more
+    event-loop turns per request) on the path every request takes.
+    """
+
+    ALLOW = "POST"
+
+    def initialize(self, deployment: Deployment, api: APIMethod[..., Any]) -> None:
+        self.deployment = deployment
+        self.api = api
+
+    def body(self) -> bytes | None:
+        """The request body, or None when it went over the limit (chunked uploads only)."""
+        return self.request.body
+
+    async def get(self) -> None:
+        self.reply_error(
+            405, f"{self.api.name} is an API: send POST {self.request.path} (GET is not allowed)"
+        )
+
+    # --- the request ----------------------------------------------------------------------------
+    async def post(self) -> None:
+        deployment = self.server.deployment
+        route = self.request.path
+        if deployment is not self.deployment:
+            # Swapped while the body arrived: the request starts now, so it runs on the new
+            # version (the old one may already have drained and stopped).
+            api = deployment.api_routes.get(route)
+            if api is None:
+                self.reply_error(
+                    404,
+                    f"Not found: POST {route}; the service was just replaced and no longer serves it",
+                    {"routes": list(deployment.api_routes)},
+                )
+                return
+            self.deployment, self.api = deployment, api
+        metrics = deployment.metrics
+        started = time.perf_counter()
+        metrics.request_started(route)
+        status = 500
+        try:
+            status = await self._serve(deployment)
+        finally:
+            elapsed = time.perf_counter() - started
+            metrics.request_finished(route, status, elapsed)
+            stats = deployment.stats.get(route)
+            if stats is not None:
+                stats.record(status, elapsed)
+
+    async def _serve(self, deployment: Deployment) -> int:
+        body = self.body()
+        if body is None:
+            reply_too_large(self, self.server.max_body_size)
+            return 413
+        slot = deployment.traffic.enter()
+        if slot is None:
+            limit = deployment.traffic.max_concurrency
+            self.reply_error(429, _TOO_MANY.format(limit=limit), {"max_concurrency": limit})
+            return 429
+        api = self.api
+        ctx = self._context(deployment)
+        current_context.set(ctx)
+        try:
+            slot.on_close(ctx.cleanup)  # after the work ends, even past a timeout
+            kwargs = self._decode(api, body, ctx)
+            if api.is_stream:
+                return await self._stream(deployment, api, kwargs, ctx, slot)
+            result = await deployment.traffic.run(deployment.call(api, kwargs, ctx), slot)
+            payload = api.output.encode(result)
+            return self._respond(payload, ctx)
+        except Exception as exc:
+            return self._reply_exception(exc)
+        finally:
+            await slot.close()
+
+    def _context(self, deployment: Deployment) -> RequestContext:
+        request = self.request
+        query = request.query_arguments
+        info = RequestInfo(
+            method=request.method or "POST",
+            path=request.path,
+            headers={name.lower(): value for name, value in request.headers.get_all()},
+            query={k: [v.decode("utf-8", "replace") for v in vs] for k, vs in query.items()}
+            if query
+            else {},
+            client=request.remote_ip,
+        )
+        return RequestContext(
+            request=info,
+            response=ResponseContext(),
+            state=deployment.shared,
+            temp_dir=_NO_DIR,
+            request_id=self.request_id,
+        )
+
+    def _decode(self, api: APIMethod[..., Any], body: bytes, ctx: RequestContext) -> dict[str, Any]:
+        """Call kwargs from the body; the IO layer validates (its errors are 400s naming the field)."""
+        spec = api.input
+        content_type = self.request.headers.get("Content-Type", "")
+        temp_dir = ctx.temp_dir if spec.file_fields else None  # made only for file inputs
+        if spec.root:
+            return spec.from_root(body, content_type, temp_dir)
+        media_type = content_type.partition(";")[0].strip().lower()
+        if media_type in _FORM_TYPES:
+            fields, files = _parse_form(media_type, content_type, body)
+            return spec.from_form(fields, files, ctx.temp_dir)
+        if media_type == _PICKLE_TYPE:
+            msg = f"Content-Type {_PICKLE_TYPE} is only accepted between BentoML's own services; send JSON (application/json) or multipart/form-data"
+            raise UnsupportedMediaType(msg)
+        return spec.from_json(body)
+
+    # --- responses ------------------------------------------------------------------------------
+    def _apply_context(self, ctx: Context) -> None:
+        response = ctx.response
+        if response.status_code != 200:
+            self.set_status(response.status_code)
+        for name, value in response.headers.items():
+            self.set_header(name, value)
+        for cookie in response.cookies:
+            expires = None
+            if cookie.expires is not None:
+                expires = datetime.now(timezone.utc) + timedelta(seconds=cookie.expires)
+            self.set_cookie(
+                cookie.key,
+                cookie.value,
+                domain=cookie.domain,
+                expires=expires,
+                path=cookie.path,
+                max_age=cookie.max_age,
+                secure=cookie.secure,
+                httponly=cookie.httponly,
+                samesite=cookie.samesite,
+            )
+
+    def _respond(self, payload: Payload, ctx: Context) -> int:
+        self.set_header("Content-Type", payload.media_type)
+        for name, value in payload.headers.items():
+            self.set_header(name, value)
+        if self.api.ctx_param is not None:
+            self._apply_context(ctx)
+        self.finish(payload.body)
+        return self.get_status()
+
+    def _reply_exception(self, exc: BaseException) -> int:
+        status, message, detail, is_bug = error_for(exc, self.request_id)
+        if is_bug:
+            self.server.log.logger.error(
+                "request %s: %s %s raised %s",
+                self.request_id,
+                self.request.method,
+                self.request.path,
+                type(exc).__name__,
+                exc_info=exc,
+            )
+        elif status == 504:
+            self.server.log.logger.warning(
+                "request %s: %s %s", self.request_id, self.request.path, exc
+            )
+        if self._headers_written:  # a stream that already started: nothing more can be sent
+            return status
+        self.clear()
+        self.reply_error(status, message, detail)
+        return status
+
+    # --- streams --------------------------------------------------------------------------------
+    async def _stream(
+        self,
+        deployment: Deployment,
+        api: APIMethod[..., Any],
+        kwargs: dict[str, Any],
+        ctx: Context,
+        slot: Slot,
+    ) -> int:
+        items: AsyncIterator[Any] = await deployment.stream(api, kwargs, ctx)
+        closer = getattr(items, "aclose", None)
+        if closer is not None:
+            slot.on_close(closer)
+        sse = _SSE_TYPE in self.request.headers.get("Accept", "")
+        # The deadline covers the first item only: a stream that has started is never cut short.
+        try:
+            first = await deployment.traffic.run(_first_item(items), slot)
+        except StopAsyncIteration:
+            first = _EMPTY
+        if api.ctx_param is not None:
+            self._apply_context(ctx)
+        self.set_header(
+            "Content-Type", "text/event-stream; charset=utf-8" if sse else api.output.media_type
+        )
+        self.set_header("Cache-Control", "no-cache")
+        self.set_header("X-Accel-Buffering", "no")  # tell nginx-style proxies not to buffer
+        encode = api.output.encode_item
+        item = first
+        try:
+            while item is not _EMPTY:
+                chunk = encode(item)
+                self.write(_sse_frame(chunk) if sse else chunk)
+                await self.flush()  # one flush per item: one HTTP chunk per item
+                try:
+                    item = await items.__anext__()
+                except StopAsyncIteration:
+                    item = _EMPTY
+        except tornado.iostream.StreamClosedError:
+            return self.get_status()  # the client left; closing the generator stops the work
+        except Exception as exc:
+            return self._fail_stream(exc, sse)
+        self.finish()
+        return self.get_status()
+
+    def _fail_stream(self, exc: Exception, sse: bool) -> int:
+        status, message, detail, _ = error_for(exc, self.request_id)
+        self.server.log.logger.error(
+            "request %s: stream %s failed after it started",
+            self.request_id,
+            self.request.path,
+            exc_info=exc,
+        )
+        if not self._headers_written:
+            self.clear()
+            self.reply_error(status, message, detail)
+            return status
+        if sse:
+            event = orjson.loads(error_body(message, detail))
+            event["error_code"] = status
+            self.write(b"event: error\ndata: " + orjson.dumps(event) + b"\n\n")
+            self.finish()
+        else:
+            # No way to say "failed" inside a raw chunked body: end it without its last chunk.
+            connection = self.request.connection
+            if connection is not None:
+                connection.close()  # type: ignore[attr-defined]
+            self._finished = True
+        return self.get_status()
+
+
+@tornado.web.stream_request_body
+class ChunkedAPIHandler(APIHandler):
+    """An API request with a chunked body (no Content-Length): counted as it arrives, since
+    its size is only known at the end; past the limit it is dropped and answered with 413."""
+
+    def prepare(self) -> None:
+        super().prepare()
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self._too_large = False
+        connection = self.request.connection
+        if connection is not None:  # Tornado would drop the connection at its own limit
+            connection.set_max_body_size(DRAIN_LIMIT)  # type: ignore[attr-defined]
+
+    def data_received(self, chunk: bytes) -> None:
+        if self._too_large:
+            return
+        self._size += len(chunk)
+        if self._size > self.server.max_body_size:
+            self._too_large = True
+            self._chunks.clear()
+            return
+        self._chunks.append(chunk)
+
+    def body(self) -> bytes | None:
+        if self._too_large:
+            return None
+        return self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
+
+
+_EMPTY: Any = object()
+_NO_DIR = Path()  # RequestContext makes its temp dir lazily; this only skips a Path() per request
+
+
+async def _first_item(items: AsyncIterator[Any]) -> Any:
+    return await items.__anext__()
+
+
+def _sse_frame(chunk: bytes) -> bytes:
+    """One SSE event: each line of the item as a `data:` line, then a blank line."""
+    if b"\n" not in chunk and b"\r" not in chunk:
+        return b"data: " + chunk + b"\n\n"
+    lines = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
+    return b"".join(b"data: " + line + b"\n" for line in lines) + b"\n"
+
+
+def _parse_form(
+    media_type: str, content_type: str, body: bytes
+) -> tuple[dict[str, list[str]], dict[str, list[UploadedFile]]]:
+    """Form fields and file parts; a malformed body is a 400 naming what is wrong."""
+    arguments: dict[str, list[bytes]] = {}
+    files: dict[str, list[tornado.httputil.HTTPFile]] = {}
+    _, sep, params = content_type.partition(";")
+    try:  # Tornado compares the media type case-sensitively; it is case-insensitive (RFC 9110)
+        tornado.httputil.parse_body_arguments(media_type + sep + params, body, arguments, files)
+    except tornado.httputil.HTTPInputError as exc:
+        msg = f"Malformed {media_type} body: {exc}; let the HTTP client build it (curl -F name=@file, httpx files=...)"
+        raise InvalidArgument(msg) from None
+    fields = {
+        name: [v.decode("utf-8", "replace") for v in values] for name, values in arguments.items()
+    }
+    uploads = {
+        name: [UploadedFile(f.filename, f.content_type, f.body) for f in parts]
+        for name, parts in files.items()
+    }
+    return fields, uploads

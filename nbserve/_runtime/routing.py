@@ -1,0 +1,66 @@
+"""Routing: which handler serves a request, decided from the current deployment's tables.
+
+Tornado's own router walks a list of regexes; here a request costs two dict lookups (API routes,
+then system routes), and the tables come from the deployment that is current when the request's
+headers arrive, so a hot swap changes routing without rebuilding the application. A body whose
+Content-Length is over the server's limit goes to `TooLargeHandler` before any other check, so
+it gets a JSON 413 whatever its path.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import tornado.httputil
+import tornado.web
+
+from nbserve._runtime.errors import NotFoundHandler, TooLargeHandler, silence_tornado_access_log
+from nbserve._runtime.handlers import APIHandler, ChunkedAPIHandler
+
+if TYPE_CHECKING:
+    from nbserve._runtime.server import Server
+
+__all__ = ["Application"]
+
+
+class Application(tornado.web.Application):
+    """Routes by the current deployment's tables (two dict lookups), not a regex list."""
+
+    def __init__(self, server: Server) -> None:
+        super().__init__(
+            [],
+            default_handler_class=NotFoundHandler,
+            log_function=silence_tornado_access_log,
+            compress_response=False,
+            serve_traceback=False,
+        )
+        self.server = server
+
+    def find_handler(
+        self, request: tornado.httputil.HTTPServerRequest, **kwargs: Any
+    ) -> tornado.web._HandlerDelegate:
+        server = self.server
+        headers = request.headers
+        length = headers.get("Content-Length")
+        if length is not None and length.isdigit() and int(length) > server.max_body_size:
+            return self.get_handler_delegate(request, TooLargeHandler)
+        deployment = server.deployment
+        path = request.path
+        method = request.method
+        api = deployment.api_routes.get(path)
+        if api is not None and (
+            method not in ("GET", "HEAD") or path not in deployment.system_routes
+        ):
+            # An API routed at "/" still leaves GET / to the docs page, as in BentoML.
+            handler = (
+                ChunkedAPIHandler
+                if length is None and "Transfer-Encoding" in headers
+                else APIHandler
+            )
+            return self.get_handler_delegate(
+                request, handler, {"deployment": deployment, "api": api}
+            )
+        system = deployment.system_routes.get(path)
+        if system is not None:
+            return self.get_handler_delegate(request, system, {"deployment": deployment})
+        return self.get_handler_delegate(request, NotFoundHandler)
