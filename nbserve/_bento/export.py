@@ -55,7 +55,9 @@ def export(
     service = _service(service_or_name)
     shell = _shell()
     if shell is not None:
-        cells = list(shell.history_manager.input_hist_raw)
+        from nbserve._notebook.history import executed_cells
+
+        cells = executed_cells(shell)
         return export_service(
             service, out_dir, cells=cells, namespace=shell.user_ns, requirements=requirements
         )

@@ -14,6 +14,8 @@ import contextlib
 import sys
 from typing import TYPE_CHECKING, Any
 
+from nbserve._notebook import history
+
 if TYPE_CHECKING:
     from nbserve._notebook.live import LiveService
 
@@ -74,6 +76,7 @@ def load_ipython_extension(ipython: Any) -> None:
 
     if "ServeMagics" not in ipython.magics_manager.registry:
         ipython.register_magics(ServeMagics)
+    history.install(ipython)
     # A kernel shutdown (and `exit` in a kernel) sets `exit_now` before ipykernel terminates
     # child processes and long before `atexit`: the earliest point to stop servers gracefully.
     if hasattr(ipython, "observe"):
@@ -87,6 +90,7 @@ def unload_ipython_extension(ipython: Any) -> None:
     from nbserve._notebook.registry import REGISTRY
 
     REGISTRY.stop_all()
+    history.uninstall(ipython)
     _unobserve(ipython)
     manager = ipython.magics_manager
     manager.registry.pop("ServeMagics", None)

@@ -481,3 +481,13 @@ def test_unload_extension_stops_everything_and_removes_the_magics(ip: Any) -> No
     finally:
         load_ipython_extension(ip)
     assert ip.find_cell_magic("serve") is not None
+
+
+def test_cells_run_without_history_are_still_recorded_for_export(ip: Any) -> None:
+    """nbval runs cells with store_history=False; the exporter must still see their helpers."""
+    from nbserve._notebook.history import executed_cells
+
+    helper = "def _helper_for_export_test(x):\n    return x + 1\n"
+    assert ip.run_cell(helper, store_history=False).success
+    assert helper in executed_cells(ip)
+    assert helper not in list(ip.history_manager.input_hist_raw)
