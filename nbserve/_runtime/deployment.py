@@ -22,6 +22,8 @@ from nbserve._runtime.batching.batcher import batchers_for
 from nbserve._runtime.executor import Executor, InlineExecutor
 from nbserve._runtime.metrics import ServiceMetrics
 from nbserve._runtime.system import SystemHandler, system_routes
+from nbserve._runtime.task_handlers import TaskRoute, task_routes
+from nbserve._runtime.tasks import TaskStore, task_concurrency
 from nbserve._runtime.traffic import RouteStats, Traffic
 from nbserve.exceptions import ServiceUnavailable
 
@@ -114,6 +116,11 @@ class Deployment:
         self.system_routes: dict[str, type[SystemHandler]] = system_routes(self.prefix)
         self.system_cache: dict[str, bytes] = {}
         """Bodies of the system routes that never change (schema, OpenAPI, docs page)."""
+        # `@task` APIs: their extra routes and the store of submitted tasks (tasks.py).
+        self.task_routes: dict[str, TaskRoute] = task_routes(self.prefix, service.apis.values())
+        self.tasks = TaskStore(
+            self.call, concurrency=task_concurrency(service, workers), logger=log.logger
+        )
         self._started: asyncio.Future[None] | None = None
         self.started_at: float | None = None
 
@@ -180,6 +187,7 @@ class Deployment:
                 self.traffic.active,
                 timeout,
             )
+        await self.tasks.stop(max(deadline - time.monotonic(), 0.0))  # pending ones: canceled
         for batcher in self.batchers.values():
             await batcher.stop()
         if was_running:

@@ -173,10 +173,20 @@ class APIHandler(BaseHandler):
             request_id=self.request_id,
         )
 
-    def _decode(self, api: APIMethod[..., Any], body: bytes, ctx: RequestContext) -> dict[str, Any]:
-        """Call kwargs from the body; the IO layer validates (its errors are 400s naming the field)."""
+    def _decode(
+        self,
+        api: APIMethod[..., Any],
+        body: bytes,
+        ctx: RequestContext,
+        content_type: str | None = None,
+    ) -> dict[str, Any]:
+        """Call kwargs from the body; the IO layer validates (its errors are 400s naming the field).
+
+        `content_type` defaults to the request's (a task's retry passes the one it was sent with).
+        """
         spec = api.input
-        content_type = self.request.headers.get("Content-Type", "")
+        if content_type is None:
+            content_type = self.request.headers.get("Content-Type", "")
         temp_dir = ctx.temp_dir if spec.file_fields else None  # made only for file inputs
         if spec.root:
             return spec.from_root(body, content_type, temp_dir)

@@ -1,10 +1,10 @@
 """Routing: which handler serves a request, decided from the current deployment's tables.
 
-Tornado's own router walks a list of regexes; here a request costs two dict lookups (API routes,
-then system routes), and the tables come from the deployment that is current when the request's
-headers arrive, so a hot swap changes routing without rebuilding the application. A body whose
-Content-Length is over the server's limit goes to `TooLargeHandler` before any other check, so
-it gets a JSON 413 whatever its path.
+Tornado's own router walks a list of regexes; here a request costs a few dict lookups (API routes,
+system routes, then the task routes of `@task` APIs), and the tables come from the deployment
+that is current when the request's headers arrive, so a hot swap changes routing without
+rebuilding the application. A body whose Content-Length is over the server's limit goes to
+`TooLargeHandler` before any other check, so it gets a JSON 413 whatever its path.
 """
 
 from __future__ import annotations
@@ -48,19 +48,26 @@ class Application(tornado.web.Application):
         path = request.path
         method = request.method
         api = deployment.api_routes.get(path)
-        if api is not None and (
-            method not in ("GET", "HEAD") or path not in deployment.system_routes
+        chunked = length is None and "Transfer-Encoding" in headers
+        if (
+            api is not None
+            and (method not in ("GET", "HEAD") or path not in deployment.system_routes)
+            # GET /a/get is task API /a's result, even next to an API routed at /a/get (POST)
+            and (method == "POST" or path not in deployment.task_routes)
         ):
             # An API routed at "/" still leaves GET / to the docs page, as in BentoML.
-            handler = (
-                ChunkedAPIHandler
-                if length is None and "Transfer-Encoding" in headers
-                else APIHandler
-            )
+            handler = ChunkedAPIHandler if chunked else APIHandler
             return self.get_handler_delegate(
                 request, handler, {"deployment": deployment, "api": api}
             )
         system = deployment.system_routes.get(path)
         if system is not None:
             return self.get_handler_delegate(request, system, {"deployment": deployment})
+        task = deployment.task_routes.get(path)
+        if task is not None:  # `@task` APIs: <route>/submit, /status, /get, /retry, /cancel
+            return self.get_handler_delegate(
+                request,
+                task.chunked_handler if chunked else task.handler,
+                {"deployment": deployment, "api": task.api},
+            )
         return self.get_handler_delegate(request, NotFoundHandler)
