@@ -14,10 +14,9 @@ bento.yaml has no `creation_time`: a wall-clock time would make every build diff
 version already identifies the build. The version is 16 lowercase base32 characters, the
 shape of BentoML's versions; the placeholder's `0` is not in that alphabet.
 
-Extraction treats an archive as hostile (tarfile's `extractall` trusts member names:
-CVE-2007-4559). Every member is checked before a byte is written: a regular file or a
-directory (links of any kind, devices and FIFOs are refused), a relative path without `..`,
-no duplicates, under the per-member and total size limits. Files are written into a fresh
+Extraction treats an archive as hostile: every member is checked before a byte is written
+(`safetar.checked_members`: regular files and directories only, relative paths without `..`,
+no duplicates, under the per-member and total size limits), files are written into a fresh
 staging directory with `O_EXCL | O_NOFOLLOW`, the content hash is checked against the version
 bento.yaml claims (so a cache entry always holds what its version says), and the staging
 directory is renamed to `$NBSERVE_HOME/bentos/<name>/<version>/` in one step.
@@ -35,12 +34,19 @@ import tarfile
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import IO, Any, Literal
 
 import yaml
 
 from nbserve._bento.requirements import REPRODUCIBLE_EPOCH
+from nbserve._bento.safetar import (
+    Limit,
+    checked_members,
+    extract_files,
+    file_header,
+    written_atomically,
+)
 from nbserve.exceptions import InvalidArgument
 
 __all__ = [
@@ -63,10 +69,8 @@ SUFFIX = ".bento"
 BENTO_YAML = "bento.yaml"
 MAX_MEMBER_SIZE = 16 << 30  # 16 GiB: a large model file, not a decompression bomb
 MAX_TOTAL_SIZE = 64 << 30
-_MAX_MEMBERS = 100_000
 _CHUNK = 1 << 20
 _XZ_PRESET: Literal[6] = 6  # xz's default; the level is part of what makes the bytes
-_DRIVE = re.compile(r"^[A-Za-z]:")
 _PART = re.compile(r"^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$")  # BentoML's tag part
 # The files that name the bento's version; they are hashed with PLACEHOLDER in its place.
 VERSIONED_FILES = frozenset({"bento.yaml", "env/docker/Dockerfile", "deploy/kubernetes.yaml"})
@@ -132,22 +136,17 @@ def with_version(files: Mapping[str, Entry], version: str) -> dict[str, Entry]:
 def write_archive(files: Mapping[str, Entry], dest: Path) -> Path:
     """Write `files` to `dest` as a reproducible xz tar; atomically (a reader never sees half)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    partial = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.partial")
-    try:
-        with tarfile.open(partial, "w:xz", format=tarfile.PAX_FORMAT, preset=_XZ_PRESET) as tar:
-            for path in sorted(files):
-                entry = files[path]
-                info = tarfile.TarInfo(path)
-                info.size, info.mtime = entry.size, REPRODUCIBLE_EPOCH
-                info.mode = 0o755 if entry.executable else 0o644
-                info.uid = info.gid = 0
-                info.uname = info.gname = ""
-                with entry.open() as f:
-                    tar.addfile(info, f)
-        os.replace(partial, dest)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
+    with (
+        written_atomically(dest) as partial,
+        tarfile.open(partial, "w:xz", format=tarfile.PAX_FORMAT, preset=_XZ_PRESET) as tar,
+    ):
+        for path in sorted(files):
+            entry = files[path]
+            info = file_header(
+                path, entry.size, executable=entry.executable, mtime=REPRODUCIBLE_EPOCH
+            )
+            with entry.open() as f:
+                tar.addfile(info, f)
     return dest
 
 
@@ -156,63 +155,6 @@ def _refuse(archive: Path, why: str) -> ArchiveError:
     return ArchiveError(
         f"refusing to extract {archive}: {why}. Only open .bento archives from sources you trust, written by `nbserve build` or `%serve export`."
     )
-
-
-def _checked_members(
-    tar: tarfile.TarFile, archive: Path, max_member: int, max_total: int
-) -> list[tuple[str, tarfile.TarInfo]]:
-    """The regular files to write, by normalised path; every member is checked first."""
-    seen: set[str] = set()
-    total = 0
-    members = []
-    for count, member in enumerate(tar, start=1):
-        if count > _MAX_MEMBERS:
-            raise _refuse(archive, f"it has more than {_MAX_MEMBERS} members")
-        name = member.name
-        rel = PurePosixPath(name)
-        if rel.is_absolute() or _DRIVE.match(name):
-            raise _refuse(archive, f"member {name!r} has an absolute path")
-        if "\\" in name or ".." in rel.parts:
-            raise _refuse(
-                archive, f"member {name!r} climbs out of the archive's directory ('..' or '\\')"
-            )
-        if member.issym() or member.islnk():
-            raise _refuse(
-                archive,
-                f"member {name!r} is a link (to {member.linkname!r}); bentos hold regular files only",
-            )
-        if not (member.isreg() or member.isdir()):
-            raise _refuse(archive, f"member {name!r} is a device, FIFO or other special file")
-        key = rel.as_posix()  # "./src/a.py" → "src/a.py": `tar -C dir -c .` writes those
-        if key == "." and member.isdir():
-            continue
-        if key in seen or key == ".":
-            raise _refuse(archive, f"member {name!r} has no name or appears twice")
-        seen.add(key)
-        if member.isreg():
-            if member.size > max_member:
-                raise _refuse(
-                    archive,
-                    f"member {name!r} is {member.size} bytes, over the {max_member}-byte limit per file",
-                )
-            total += member.size
-            if total > max_total:
-                raise _refuse(archive, f"its files add up to more than {max_total} bytes")
-            members.append((key, member))
-    return members
-
-
-def _write_member(tar: tarfile.TarFile, member: tarfile.TarInfo, dest: Path) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    source = tar.extractfile(member)
-    assert source is not None  # a regular file
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-    fd = os.open(dest, flags, 0o755 if member.mode & 0o111 else 0o644)
-    with os.fdopen(fd, "wb") as out:
-        remaining = member.size
-        while remaining > 0 and (chunk := source.read(min(_CHUNK, remaining))):
-            out.write(chunk)
-            remaining -= len(chunk)
 
 
 def read_bento_yaml(directory: Path) -> dict[str, Any]:
@@ -258,8 +200,17 @@ def extract(
     try:
         try:
             with tarfile.open(archive, "r:*") as tar:
-                for key, member in _checked_members(tar, archive, max_member_size, max_total_size):
-                    _write_member(tar, member, staging / key)
+                files = checked_members(
+                    tar,
+                    archive,
+                    _refuse,
+                    max_member_size=Limit(max_member_size, "max_member_size"),
+                    max_total_size=Limit(max_total_size, "max_total_size"),
+                )
+                # Not fsync'd, unlike a model import: the archive, not this cache, is the copy to keep.
+                extract_files(
+                    tar, files, staging, archive, _refuse, keep_executable=True, fsync=False
+                )
         except (tarfile.TarError, EOFError, OSError) as exc:
             if isinstance(exc, ArchiveError):
                 raise

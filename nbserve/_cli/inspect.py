@@ -19,6 +19,8 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
+from nbserve._cli.sizes import human_size
+
 __all__ = ["describe", "register", "run"]
 
 _MAX_BENTO_YAML = 16 << 20
@@ -68,14 +70,6 @@ def _read(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
     return info, sizes
 
 
-def _size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"
-
-
 def _fields(schema: dict[str, Any]) -> str:
     props = schema.get("properties", {})
     return ", ".join(f"{k}: {v.get('type', 'any')}" for k, v in props.items()) or "(no input)"
@@ -99,7 +93,7 @@ def describe(path: Path) -> str:
         name, _, version = str(model.get("tag")).partition(":")
         size = sum(v for k, v in sizes.items() if k.startswith(f"models/{name}/{version}/"))
         lines.append(
-            f"{'models' if i == 0 else '':<10}{model.get('tag')}  ({model.get('module')}, {_size(size)})"
+            f"{'models' if i == 0 else '':<10}{model.get('tag')}  ({model.get('module')}, {human_size(size)})"
         )
     wheels = python.get("wheels", [])
     extra = f"  (+ wheel {', '.join(wheels)})" if wheels else ""
@@ -108,9 +102,9 @@ def describe(path: Path) -> str:
     for name, size in sizes.items():
         top = name.split("/", 1)[0]
         by_top[top] = by_top.get(top, 0) + size
-    parts = ", ".join(f"{k} {_size(v)}" for k, v in sorted(by_top.items()))
-    packed = f"{_size(path.stat().st_size)} in the archive, " if path.is_file() else ""
-    lines.append(f"size      {packed}{_size(sum(sizes.values()))} unpacked: {parts}")
+    parts = ", ".join(f"{k} {human_size(v)}" for k, v in sorted(by_top.items()))
+    packed = f"{human_size(path.stat().st_size)} in the archive, " if path.is_file() else ""
+    lines.append(f"size      {packed}{human_size(sum(sizes.values()))} unpacked: {parts}")
     return "\n".join(lines)
 
 

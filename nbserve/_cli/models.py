@@ -15,6 +15,8 @@ import argparse
 import sys
 from typing import Any
 
+from nbserve._cli.sizes import human_size
+
 __all__ = ["register", "run"]
 
 
@@ -41,14 +43,6 @@ def register(commands: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def _size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"
-
-
 def run(args: argparse.Namespace) -> int:
     from nbserve.exceptions import NbserveError
 
@@ -69,7 +63,7 @@ def _run(args: argparse.Namespace) -> int:
             (
                 str(m.tag),
                 m.info.module,
-                _size(m.file_size),
+                human_size(m.file_size),
                 m.creation_time.strftime("%Y-%m-%d %H:%M:%S"),
             )
             for m in models.list(args.name)

@@ -150,6 +150,8 @@ HOSTILE = {
     "fifo": ([_member("src/fifo", kind=tarfile.FIFOTYPE)], "device"),
     "duplicate": ([_member("src/a.py"), _member("src/a.py")], "twice"),
     "oversized": ([_member("models/big.bin", b"x" * 4096)], "limit per file"),
+    "file then dir": ([_member("src/a"), _member("src/a/b.py")], "which is a file"),
+    "dir then file": ([_member("src/a/b.py"), _member("src/a")], "other members are inside it"),
 }
 
 
