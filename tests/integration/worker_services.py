@@ -1,0 +1,115 @@
+"""Services the worker-process tests serve. A module of their own, so that a worker importing
+them by name (the way classes from `.py` files reach workers) loads nothing but these."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+import nbserve
+from nbserve.exceptions import InvalidArgument
+
+
+def _note(event: str) -> None:
+    folder = os.environ.get("NBSERVE_TEST_EVENTS")
+    if folder:
+        with open(Path(folder) / f"{event}-{os.getpid()}", "w"):
+            pass
+
+
+@nbserve.service(workers=2)
+class Sleepy:
+    """Each call takes `ms` milliseconds and says which process served it."""
+
+    def __init__(self) -> None:
+        _note("init")
+
+    @nbserve.on_deployment
+    def prepare() -> None:
+        _note("deployment")
+
+    @nbserve.on_startup
+    def warm(self) -> None:
+        _note("startup")
+
+    @nbserve.on_shutdown
+    async def close(self) -> None:
+        _note("shutdown")
+
+    @nbserve.api
+    def work(self, ms: int = 20) -> int:
+        time.sleep(ms / 1000)
+        return os.getpid()
+
+    @nbserve.api
+    def crash(self) -> int:
+        ctypes.string_at(0)  # SIGSEGV
+        return 0
+
+    @nbserve.api
+    def talk(self, text: str) -> str:
+        print(f"printed {text}")
+        return text
+
+    @nbserve.api
+    def count(self, n: int, ctx: nbserve.Context) -> Iterator[str]:
+        ctx.response.headers["X-Worker"] = str(os.getpid())
+        for i in range(n):
+            yield f"{i};"
+
+    @nbserve.api
+    async def tagged(self, ctx: nbserve.Context) -> str:
+        ctx.response.headers["X-Tag"] = "from-worker"
+        ctx.response.status_code = 202
+        return ctx.request.headers.get("x-in", "")
+
+    @nbserve.api
+    def refuse(self, x: int) -> int:
+        raise InvalidArgument(f"x={x} is not allowed here; send x < 0")
+
+    @nbserve.api
+    def fail(self) -> int:
+        raise ValueError("model exploded")
+
+    @nbserve.api
+    def visible(self) -> str:
+        return os.environ.get("CUDA_VISIBLE_DEVICES", "<unset>")
+
+
+@nbserve.service(workers=1)
+class Broken:
+    def __init__(self) -> None:
+        raise FileNotFoundError("no such model file: /models/missing.pt")
+
+    @nbserve.api
+    def hello(self) -> str:
+        return "never"
+
+
+@nbserve.service(workers=1, resources={"gpu": 1})
+class OnGPU:
+    @nbserve.api
+    def visible(self) -> str:
+        time.sleep(0.02)
+        return os.environ.get("CUDA_VISIBLE_DEVICES", "<unset>")
+
+
+@nbserve.service(workers=2, resources={"gpu": 0.5})
+class OnHalfGPU:
+    @nbserve.api
+    def visible(self) -> str:
+        time.sleep(0.02)
+        return os.environ.get("CUDA_VISIBLE_DEVICES", "<unset>")
+
+
+@nbserve.service(workers=2)
+class Doubler:
+    @nbserve.api(batchable=True, max_batch_size=32, max_latency_ms=2000)
+    def double(self, x: np.ndarray) -> np.ndarray:
+        time.sleep(0.005)
+        return x * 2

@@ -1,0 +1,275 @@
+"""The adaptive dispatcher against a fake `run_batch`: batching, splitting, deadlines, failures."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+from nbserve._runtime.batching.cost import CostModel
+from nbserve._runtime.batching.dispatcher import Dispatcher
+from nbserve.exceptions import ServiceUnavailable
+
+
+class FakeModel:
+    """Doubles its input; records each batch's rows; each batch takes `a + b·rows` seconds."""
+
+    def __init__(self, a: float = 0.0, b: float = 0.0) -> None:
+        self.a, self.b = a, b
+        self.batches: list[int] = []
+        self.fail_on: int | None = None
+
+    async def __call__(self, batch: Any) -> Any:
+        rows = len(batch)
+        self.batches.append(rows)
+        await asyncio.sleep(self.a + self.b * rows)
+        if self.fail_on is not None and self.fail_on in list(np.asarray(batch).ravel()):
+            raise ValueError(f"poisoned batch of {rows}")
+        return np.asarray(batch) * 2
+
+
+def run(scenario: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(scenario())
+
+
+def dispatcher(model: FakeModel, **options: Any) -> Dispatcher:
+    defaults: dict[str, Any] = {
+        "name": "API 'double'",
+        "max_batch_size": 64,
+        "max_latency_ms": 10_000,
+    }
+    return Dispatcher(model, **{**defaults, **options})
+
+
+def assert_no_timers(d: Dispatcher) -> None:
+    assert d._hold is None
+    assert d._expiry is None
+
+
+def test_a_lone_request_goes_out_at_once() -> None:
+    async def scenario() -> None:
+        model = FakeModel()
+        d = dispatcher(model)
+        out = await d.submit(np.array([1, 2]))
+        np.testing.assert_array_equal(out, [2, 4])
+        assert model.batches == [2]
+        assert_no_timers(d)
+
+    run(scenario)
+
+
+def test_requests_arriving_while_the_slot_is_busy_form_one_batch_and_get_their_own_rows() -> None:
+    async def scenario() -> None:
+        model = FakeModel(a=0.02)
+        seen: list[tuple[int, float]] = []
+        d = dispatcher(model, observe=lambda rows, wait: seen.append((rows, wait)))
+        outs = await asyncio.gather(*(d.submit(np.array([i, i])) for i in range(10)))
+        for i, out in enumerate(outs):
+            np.testing.assert_array_equal(out, [2 * i, 2 * i])
+        assert model.batches == [2, 18]
+        assert [rows for rows, _ in seen] == [2, 18]
+        assert seen[1][1] > 0.01  # the second batch waited for the first
+        assert d.stats()["batches"] == 2
+        assert_no_timers(d)
+
+    run(scenario)
+
+
+def test_one_batch_in_flight_per_slot() -> None:
+    async def scenario() -> None:
+        model = FakeModel(a=0.02)
+        d = dispatcher(model, slots=lambda: 3)
+        await asyncio.gather(*(d.submit([i]) for i in range(9)))
+        assert model.batches[:3] == [1, 1, 1]
+        assert sum(model.batches) == 9
+
+    run(scenario)
+
+
+def test_an_oversized_request_is_split_and_merged_back() -> None:
+    async def scenario() -> None:
+        model = FakeModel()
+        d = dispatcher(model, max_batch_size=4)
+        out = await d.submit(np.arange(10))
+        np.testing.assert_array_equal(out, np.arange(10) * 2)
+        assert model.batches == [4, 4, 2]
+
+    run(scenario)
+
+
+def test_rows_not_requests_are_counted_and_a_tail_keeps_its_place() -> None:
+    async def scenario() -> None:
+        model = FakeModel(a=0.01)
+        d = dispatcher(model, max_batch_size=4)
+        outs = await asyncio.gather(*(d.submit(np.full(3, i)) for i in range(4)))
+        for i, out in enumerate(outs):
+            np.testing.assert_array_equal(out, [2 * i] * 3)
+        assert model.batches == [3, 4, 4, 1]
+
+    run(scenario)
+
+
+def test_a_failing_batch_fails_only_its_own_requests() -> None:
+    async def scenario() -> None:
+        model = FakeModel(a=0.01)
+        model.fail_on = 7
+        d = dispatcher(model, max_batch_size=2)
+        results = await asyncio.gather(
+            *(d.submit([v]) for v in (1, 7, 3, 4, 5)), return_exceptions=True
+        )
+        # batches: [1], [7, 3], [4, 5]
+        assert model.batches == [1, 2, 2]
+        assert isinstance(results[1], ValueError)
+        assert isinstance(results[2], ValueError)
+        assert [list(results[i]) for i in (0, 3, 4)] == [[2], [8], [10]]  # type: ignore[call-overload]
+
+    run(scenario)
+
+
+def test_a_request_queued_past_its_deadline_gets_503() -> None:
+    async def scenario() -> None:
+        model = FakeModel(a=0.3)
+        d = dispatcher(model, max_latency_ms=50)
+        loop = asyncio.get_running_loop()
+        first = asyncio.ensure_future(d.submit([1]))
+        await asyncio.sleep(0)
+        began = loop.time()
+        with pytest.raises(ServiceUnavailable, match="no worker was free within max_latency_ms=50"):
+            await d.submit([2])
+        assert loop.time() - began < 0.25  # failed at its deadline, not when the slot freed
+        assert list(await first) == [2]
+        assert d.expired == 1
+        assert_no_timers(d)
+
+    run(scenario)
+
+
+def test_overload_is_refused_at_once_when_the_deadline_cannot_be_met() -> None:
+    async def scenario() -> None:
+        model = FakeModel(a=0.05)
+        d = dispatcher(model, max_latency_ms=80)
+        for _ in range(5):  # teach the cost model: 50 ms a batch
+            await d.submit([0])
+        loop = asyncio.get_running_loop()
+        busy = asyncio.ensure_future(d.submit([1]))
+        await asyncio.sleep(0.01)
+        began = loop.time()
+        with pytest.raises(
+            ServiceUnavailable,
+            match=r"overloaded: this request would finish in about \d+ ms, past max_latency_ms=80",
+        ):
+            await d.submit([2])
+        assert loop.time() - began < 0.01
+        assert d.rejected == 1
+        await busy
+
+    run(scenario)
+
+
+def test_waiting_pays_when_rows_arrive_faster_than_the_fixed_cost() -> None:
+    async def scenario() -> None:
+        model = FakeModel()
+        d = dispatcher(model, max_batch_size=8)
+        for i in range(30):  # requests 1 ms apart: the arrival rate is about 1000 rows/s
+            await d.submit([i])
+            await asyncio.sleep(0.001)
+        d.cost = CostModel(warmup=0)
+        for n in (1, 2, 3):  # and a batch has a fixed cost of 30 ms: λ·a ≈ 30 rows > 1
+            d.cost.observe(n, 0.03)
+        before = len(model.batches)
+        first = asyncio.ensure_future(d.submit([100]))
+        await asyncio.sleep(0.002)
+        assert len(model.batches) == before  # the free slot waits for more rows...
+        second = asyncio.ensure_future(d.submit([101]))
+        await asyncio.gather(first, second)
+        assert model.batches[before] == 2  # ...and they go out together
+        assert_no_timers(d)
+
+    run(scenario)
+
+
+def test_a_lone_request_after_a_quiet_spell_is_not_held() -> None:
+    async def scenario() -> None:
+        model = FakeModel(a=0.03)
+        d = dispatcher(model)
+        for n in (1, 2, 1, 3, 2):
+            d.cost.observe(n, 0.03)
+        await asyncio.gather(*(d.submit([i]) for i in range(5)))
+        await asyncio.sleep(0.2)
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        await d.submit([1])
+        assert loop.time() - began < 0.03 + 0.015  # the batch's own cost, plus scheduling slack
+
+    run(scenario)
+
+
+def test_a_cancelled_request_is_skipped() -> None:
+    async def scenario() -> None:
+        model = FakeModel(a=0.02)
+        d = dispatcher(model)
+        first = asyncio.ensure_future(d.submit([1]))
+        await asyncio.sleep(0)
+        gone = asyncio.ensure_future(d.submit([2]))
+        kept = asyncio.ensure_future(d.submit([3]))
+        await asyncio.sleep(0)
+        gone.cancel()
+        assert list(await kept) == [6]
+        await first
+        assert model.batches == [1, 1]
+
+    run(scenario)
+
+
+def test_close_drains_the_queue_and_refuses_new_requests() -> None:
+    async def scenario() -> None:
+        model = FakeModel(a=0.02)
+        d = dispatcher(model)
+        pending = [asyncio.ensure_future(d.submit([i])) for i in range(3)]
+        await asyncio.sleep(0)
+        await d.close()
+        assert [list(p.result()) for p in pending] == [[0], [2], [4]]
+        with pytest.raises(ServiceUnavailable, match="stopping"):
+            await d.submit([1])
+        assert_no_timers(d)
+
+    run(scenario)
+
+
+def test_wrong_output_rows_fail_the_batch_with_a_clear_message() -> None:
+    async def scenario() -> None:
+        async def short(batch: Any) -> Any:
+            return batch[:-1]
+
+        d = Dispatcher(short, name="API 'short'", max_batch_size=8, max_latency_ms=1000)
+        with pytest.raises(TypeError, match=r"returned 1 row\(s\) for a batch of 2"):
+            await d.submit([1, 2])
+
+    run(scenario)
+
+
+def test_an_empty_request_skips_the_queue() -> None:
+    async def scenario() -> None:
+        model = FakeModel()
+        d = dispatcher(model)
+        assert list(await d.submit([])) == []
+
+    run(scenario)
+
+
+def test_cost_model_fits_fixed_and_per_row_cost() -> None:
+    cost = CostModel(warmup=1)
+    cost.observe(1, 5.0)  # warm-up outlier, ignored
+    for rows in (1, 2, 4, 8, 16):
+        cost.observe(rows, 0.002 + 0.0001 * rows)
+    assert cost.trained
+    assert cost.a == pytest.approx(0.002)
+    assert cost.b == pytest.approx(0.0001)
+    assert cost.estimate(10) == pytest.approx(0.003)
+    flat = CostModel(warmup=0)
+    for _ in range(3):
+        flat.observe(4, 0.01)
+    assert (flat.a, flat.b) == (pytest.approx(0.01), 0.0)
