@@ -101,7 +101,9 @@ def _check_traffic(traffic: Any) -> tuple[float, int | None]:
         raise _fail(msg)
     max_concurrency = traffic.get("max_concurrency")
     if max_concurrency is not None and (
-        isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency < 1
+        isinstance(max_concurrency, bool)
+        or not isinstance(max_concurrency, int)
+        or max_concurrency < 1
     ):
         msg = f"traffic.max_concurrency={max_concurrency!r} must be a positive integer or None (no limit)"
         raise _fail(msg)
@@ -153,13 +155,28 @@ def _check_prefix(prefix: Any) -> str:
 
 def parse_service_config(options: dict[str, Any], *, where: str) -> ServiceConfig:
     """Validate `@service(**options)`; `where` names the class in messages."""
-    known = {"traffic", "workers", "threads", "resources", "envs", "labels", "path_prefix", "name", "image", "description"}
+    known = {
+        "traffic",
+        "workers",
+        "threads",
+        "resources",
+        "envs",
+        "labels",
+        "path_prefix",
+        "name",
+        "image",
+        "description",
+    }
     ignored = sorted(k for k in options if k not in known and k != "python_packages")
     unknown = [k for k in ignored if k not in _KEPT_KEYS]
     if ignored:
         warnings.warn(
             f"@service on {where}: option(s) {', '.join(ignored)} are kept in the service's configuration but nbserve does not act on them"
-            + (f" ({', '.join(unknown)} are not BentoML options either; check the spelling)" if unknown else ""),
+            + (
+                f" ({', '.join(unknown)} are not BentoML options either; check the spelling)"
+                if unknown
+                else ""
+            ),
             UserWarning,
             stacklevel=4,
         )
@@ -169,7 +186,9 @@ def parse_service_config(options: dict[str, Any], *, where: str) -> ServiceConfi
         msg = f"threads={threads!r} must be a positive integer: how many sync API calls run at once per worker"
         raise _fail(msg)
     labels = options.get("labels", {})
-    if not isinstance(labels, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items()):
+    if not isinstance(labels, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
+    ):
         msg = f"labels={labels!r} must be a dict of strings, e.g. labels={{'team': 'nlp'}}"
         raise _fail(msg)
     packages = options.get("python_packages", ())

@@ -80,7 +80,9 @@ class ResponseContext:
         httponly: bool = False,
         samesite: Literal["lax", "strict", "none"] = "lax",
     ) -> None:
-        self.cookies.append(Cookie(key, value, max_age, expires, path, domain, secure, httponly, samesite))
+        self.cookies.append(
+            Cookie(key, value, max_age, expires, path, domain, secure, httponly, samesite)
+        )
 
 
 @dataclass

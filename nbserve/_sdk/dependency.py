@@ -54,7 +54,9 @@ class Dependency(Generic[T]):
             return self._resolved
 
 
-def depends(on: Service[T] | None = None, *, url: str | None = None, **kwargs: Any) -> Dependency[T]:
+def depends(
+    on: Service[T] | None = None, *, url: str | None = None, **kwargs: Any
+) -> Dependency[T]:
     """Declare a dependency on another service: `encoder = nbserve.depends(Encoder)`."""
     from nbserve._sdk.service import Service
 

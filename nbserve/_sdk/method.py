@@ -35,7 +35,11 @@ def _context_param(func: Callable[..., Any]) -> str | None:
         if name not in _CTX_NAMES:
             continue
         ann = param.annotation
-        if ann is inspect.Parameter.empty or ann is Context or ann in ("Context", "nbserve.Context", "bentoml.Context"):
+        if (
+            ann is inspect.Parameter.empty
+            or ann is Context
+            or ann in ("Context", "nbserve.Context", "bentoml.Context")
+        ):
             return name
     return None
 
@@ -92,10 +96,18 @@ class APIMethod(Generic[P, R]):
         if not isinstance(route, str) or not route.startswith("/"):
             msg = f"{where}: route={route!r} must start with '/', e.g. route='/{fname}'"
             raise ServiceDefinitionError(msg)
-        if isinstance(max_batch_size, bool) or not isinstance(max_batch_size, int) or max_batch_size < 1:
+        if (
+            isinstance(max_batch_size, bool)
+            or not isinstance(max_batch_size, int)
+            or max_batch_size < 1
+        ):
             msg = f"{where}: max_batch_size={max_batch_size!r} must be an integer >= 1 (rows per batch)"
             raise ServiceDefinitionError(msg)
-        if isinstance(max_latency_ms, bool) or not isinstance(max_latency_ms, int | float) or max_latency_ms <= 0:
+        if (
+            isinstance(max_latency_ms, bool)
+            or not isinstance(max_latency_ms, int | float)
+            or max_latency_ms <= 0
+        ):
             msg = f"{where}: max_latency_ms={max_latency_ms!r} must be a positive number of milliseconds, e.g. max_latency_ms=20"
             raise ServiceDefinitionError(msg)
 
@@ -113,7 +125,9 @@ class APIMethod(Generic[P, R]):
             msg = f"{where}: a task cannot return a stream; make it return the whole result, or use @api for streaming"
             raise ServiceDefinitionError(msg)
         self.ctx_param = _context_param(func)
-        self.input: InputSpec = input_spec_for(func, ctx_param=self.ctx_param, input_spec=input_spec)
+        self.input: InputSpec = input_spec_for(
+            func, ctx_param=self.ctx_param, input_spec=input_spec
+        )
         self.output: OutputSpec = output_spec_for(func, output_spec=output_spec)
         if self.batchable:
             if self.is_stream:
@@ -156,7 +170,9 @@ class APIMethod(Generic[P, R]):
             "input": self.input.json_schema(),
             # "sse" tells nbserve's client it may ask for SSE frames (item boundaries that
             # survive proxies, and in-band errors); BentoML's client ignores the key.
-            "output": {**self.output.json_schema(), "sse": True} if self.is_stream else self.output.json_schema(),
+            "output": {**self.output.json_schema(), "sse": True}
+            if self.is_stream
+            else self.output.json_schema(),
         }
 
     def __repr__(self) -> str:

@@ -25,7 +25,9 @@ __all__ = ["SYSTEM_ROUTES", "Service", "service"]
 T = TypeVar("T")
 
 # GET routes the server owns; an API may not take them.
-SYSTEM_ROUTES = frozenset({"/readyz", "/livez", "/healthz", "/metrics", "/schema.json", "/docs.json"})
+SYSTEM_ROUTES = frozenset(
+    {"/readyz", "/livez", "/healthz", "/metrics", "/schema.json", "/docs.json"}
+)
 
 
 def _snake_case(name: str) -> str:
@@ -62,7 +64,10 @@ class Service(Generic[T]):
                     self.apis[value.name] = value
                 elif isinstance(value, Dependency):
                     self.dependencies[attr] = value
-                elif isinstance(value, staticmethod) and getattr(value.__func__, HOOK_ATTR, None) == "deployment":
+                elif (
+                    isinstance(value, staticmethod)
+                    and getattr(value.__func__, HOOK_ATTR, None) == "deployment"
+                ):
                     self.deployment_hooks.append(value.__func__)
                 elif callable(value) and (kind := getattr(value, HOOK_ATTR, None)):
                     hooks = self.startup_hooks if kind == "startup" else self.shutdown_hooks
@@ -71,9 +76,13 @@ class Service(Generic[T]):
         problems = []
         for api in self.apis.values():
             if api.route in SYSTEM_ROUTES:
-                problems.append(f"API {api.name!r} uses route {api.route!r}, which the server owns; pick another, e.g. route='/{api.name}'")
+                problems.append(
+                    f"API {api.name!r} uses route {api.route!r}, which the server owns; pick another, e.g. route='/{api.name}'"
+                )
             if api.route in routes:
-                problems.append(f"APIs {routes[api.route]!r} and {api.name!r} share route {api.route!r}; give one of them route='/...'")
+                problems.append(
+                    f"APIs {routes[api.route]!r} and {api.name!r} share route {api.route!r}; give one of them route='/...'"
+                )
             routes[api.route] = api.name
         if problems:
             msg = f"@service {self.name}: " + "; ".join(problems)
@@ -150,7 +159,9 @@ def service(inner: type[Any] | None = None, /, *, name: str | None = None, **opt
         if name is not None and (not isinstance(name, str) or not name):
             msg = f"@service(name={name!r}): the name must be a non-empty string"
             raise ServiceDefinitionError(msg)
-        config = parse_service_config({**options, **({"name": name} if name else {})}, where=cls.__qualname__)
+        config = parse_service_config(
+            {**options, **({"name": name} if name else {})}, where=cls.__qualname__
+        )
         return Service(cls, name=name, config=config)
 
     if inner is not None:
