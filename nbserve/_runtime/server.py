@@ -29,12 +29,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
 import tornado.httpserver
-import tornado.netutil
 
 from nbserve._runtime.deployment import Deployment
 from nbserve._runtime.handle import ServiceHandle
 from nbserve._runtime.logs import ServiceLog, capture_output, route_output
 from nbserve._runtime.routing import Application
+from nbserve._runtime.sockets import bind_sockets
 
 if TYPE_CHECKING:
     from nbserve._sdk.service import Service
@@ -77,7 +77,7 @@ class Server:
         self.max_body_size = max_body_size
         self.workers = workers
         self.server_header = "nbserve/" + _HEADER_UNSAFE.sub("_", service.name)
-        self._sockets = tornado.netutil.bind_sockets(port, address=host)  # port in use: raises here
+        self._sockets = bind_sockets(port, host)  # port in use: raises here
         self.port: int = self._sockets[0].getsockname()[1]
         self.log = ServiceLog(self.name)
         try:

@@ -214,9 +214,6 @@ def test_changing_a_server_option_restarts_on_the_kept_port(ip: Any) -> None:
     assert [v.number for v in live.versions] == [1, 2]
 
 
-# tornado.netutil.bind_sockets raises EADDRINUSE without closing the socket it made, so the
-# socket is finalised unclosed (a ResourceWarning); the runtime's Server.__init__ calls it.
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_explicit_port_and_port_in_use(ip: Any) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
