@@ -2,6 +2,9 @@
 
 One kernel serves the module's tests in order (each starts from what the previous left), so the
 suite pays for one kernel start; the shutdown test starts its own kernel because it ends it.
+Everything runs twice: on this environment's ipykernel 7 and on ipykernel 6, which
+`scripts/setup` installs beside it (`.venv/ipykernel6`, put first on the kernel's path); the two
+differ in where output from threads goes (jupyter.md finding 2).
 Each test asserts what the issue promises from the user's side: the service answers while a
 cell computes, re-running a cell under load fails no request and keeps the port, rollback,
 stop frees the port, and no server output ever reaches a later cell.
@@ -25,6 +28,10 @@ import pytest
 from nbclient import NotebookClient
 
 pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+# ipykernel major → what to put first on the kernel's path (None: this environment's own).
+IPYKERNELS = {7: None, 6: REPO / ".venv" / "ipykernel6"}
 
 ECHO = """\
 %%serve {options}
@@ -76,13 +83,8 @@ class Kernel:
         ]
 
 
-def start_kernel(runtime_dir: Path) -> tuple[NotebookClient, Any]:
-    """A kernel of this environment's Python; its discovery files go to `runtime_dir`.
-
-    `NBSERVE_KERNEL_PYTHONPATH` is put first on the kernel's path, so CI can run this module
-    against another ipykernel major without another environment, e.g. after
-    `pip install --no-deps --target /tmp/ipk6 "ipykernel==6.*"`.
-    """
+def start_kernel(runtime_dir: Path, major: int = 7) -> tuple[NotebookClient, Any]:
+    """A kernel of this environment's Python on ipykernel `major`; discovery files go to `runtime_dir`."""
     nb = nbformat.v4.new_notebook()
     client = NotebookClient(nb, kernel_name="python3", timeout=60, startup_timeout=60)
     env = {
@@ -90,9 +92,10 @@ def start_kernel(runtime_dir: Path) -> tuple[NotebookClient, Any]:
         "JUPYTER_RUNTIME_DIR": str(runtime_dir),
         "PYDEVD_DISABLE_FILE_VALIDATION": "1",
     }
-    extra = os.environ.get("NBSERVE_KERNEL_PYTHONPATH")
-    if extra:
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (extra, env.get("PYTHONPATH")) if p)
+    extra = IPYKERNELS[major]
+    if extra is not None:
+        assert extra.is_dir(), f"{extra} is missing: run `bash scripts/setup`"
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(extra), env.get("PYTHONPATH")) if p)
     return client, client.setup_kernel(env=env)
 
 
@@ -101,11 +104,18 @@ def runtime_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("runtime")
 
 
+@pytest.fixture(scope="module", params=sorted(IPYKERNELS, reverse=True), ids="ipykernel{}".format)
+def major(request: pytest.FixtureRequest) -> int:
+    value: int = request.param
+    return value
+
+
 @pytest.fixture(scope="module")
-def kernel(runtime_dir: Path) -> Iterator[Kernel]:
-    client, context = start_kernel(runtime_dir)
+def kernel(runtime_dir: Path, major: int) -> Iterator[Kernel]:
+    client, context = start_kernel(runtime_dir, major)
     with context:
         k = Kernel(client, client.nb)
+        assert k.value("int(__import__('ipykernel').__version__.split('.')[0])") == major
         assert k.run("%load_ext nbserve") == []
         yield k
         k.run("import nbserve\nnbserve.stop_all()")
@@ -293,8 +303,10 @@ def test_no_service_output_in_any_later_cell(kernel: Kernel) -> None:
             assert output["output_type"] != "error", cell.source
 
 
-def test_kernel_shutdown_leaves_no_port_process_or_discovery_file(tmp_path: Path) -> None:
-    client, context = start_kernel(tmp_path)
+def test_kernel_shutdown_leaves_no_port_process_or_discovery_file(
+    tmp_path: Path, major: int
+) -> None:
+    client, context = start_kernel(tmp_path, major)
     with context:
         k = Kernel(client, client.nb)
         k.run("import nbserve")  # registers the magics: no %load_ext needed
