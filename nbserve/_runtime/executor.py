@@ -82,6 +82,10 @@ class InlineExecutor:
     async def start(self) -> None:
         # The pool's threads print where the server's own thread does (logs.route_output).
         self._pool = _Threads(self.threads, f"nbserve-{self.service.name}", output_target())
+        for hook in self.service.deployment_hooks:  # once per deployment, before the instance
+            result = await self._in_pool(hook)
+            if inspect.isawaitable(result):
+                await result
         self.instance = await self._in_pool(self.service)
         for name in self.service.startup_hooks:
             await self._run_hook(name)

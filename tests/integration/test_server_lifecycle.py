@@ -25,6 +25,10 @@ class Hooked:
     def __init__(self) -> None:
         EVENTS.append("init")
 
+    @nbserve.on_deployment
+    def prepare() -> None:
+        EVENTS.append("deployment")
+
     @nbserve.on_startup
     def warm(self) -> None:
         EVENTS.append("startup-sync")
@@ -51,11 +55,12 @@ def test_lifecycle_hooks_run_in_order() -> None:
     EVENTS.clear()
     with running_service(Hooked) as handle:
         assert httpx.post(handle.url + "/events").json() == [
+            "deployment",
             "init",
             "startup-sync",
             "startup-async",
         ]
-    assert EVENTS[3:] == ["shutdown-async", "shutdown-sync"]
+    assert EVENTS[4:] == ["shutdown-async", "shutdown-sync"]
 
 
 @nbserve.service
