@@ -53,11 +53,14 @@ def stop(name: str, timeout: float = 30) -> None:
 
 
 def stop_all(timeout: float = 30) -> None:
-    """Stop every service served from this kernel (every example notebook ends with this)."""
+    """Stop every service served from this kernel, by `%%serve` or by `nbserve.serve()`."""
     from nbserve._notebook.registry import REGISTRY
 
     for entry in REGISTRY.stop_all(timeout=timeout):
         entry.refresh_display()
+    server = sys.modules.get("nbserve._runtime.server")  # not loaded: nothing was served
+    if server is not None:
+        server.stop_threaded_servers(timeout)
 
 
 def rollback(name: str) -> LiveService:

@@ -409,10 +409,15 @@ def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
     loop.close()
 
 
+def stop_threaded_servers(timeout: float = 5.0) -> None:
+    """Stop every server `serve()` started on a background thread in this process."""
+    for server in list(_RUNNING):
+        if server._thread is not None:  # the CLI's server stops itself on its signals
+            with contextlib.suppress(Exception):  # best effort: stop the others regardless
+                server.stop(timeout=timeout)
+
+
 @atexit.register
 def _stop_all_at_exit() -> None:
     # A kernel or script that exits with services still up runs their on_shutdown hooks.
-    for server in list(_RUNNING):
-        if server._thread is not None:  # the CLI's server stops itself on its signals
-            with contextlib.suppress(Exception):  # best effort while the interpreter shuts down
-                server.stop(timeout=5.0)
+    stop_threaded_servers()

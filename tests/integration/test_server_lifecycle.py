@@ -282,3 +282,12 @@ def test_swap_can_change_routes_and_prefix() -> None:
         assert handle.routes == ["/v2/other"]
         assert httpx.post(handle.url + "/other").text == "other"
         assert httpx.post(f"http://127.0.0.1:{handle.port}/version").status_code == 404
+
+
+def test_stop_all_also_stops_services_started_with_serve() -> None:
+    handle = nbserve.serve(Hooked)
+    handle.wait_ready(30)
+    nbserve.stop_all()
+    assert handle.state == "stopped"
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", handle.port))  # the port is free again
