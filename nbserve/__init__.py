@@ -40,7 +40,7 @@ from nbserve._sdk.service import Service, service
 from nbserve._version import __version__
 
 if TYPE_CHECKING:
-    from nbserve import models
+    from nbserve import models, testing
     from nbserve._bento.export import export
     from nbserve._client import AsyncHTTPClient, SyncHTTPClient
     from nbserve._runtime.server import ServiceHandle, serve
@@ -69,6 +69,7 @@ __all__ = [
     "stop",
     "stop_all",
     "task",
+    "testing",
     "unload_ipython_extension",
     "validators",
 ]
@@ -87,8 +88,8 @@ _LAZY = {
 def __getattr__(name: str) -> Any:
     import importlib
 
-    if name == "models":
-        return importlib.import_module("nbserve.models")
+    if name in ("models", "testing"):
+        return importlib.import_module(f"nbserve.{name}")
     if name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name]), name)
         globals()[name] = value

@@ -34,6 +34,7 @@ PINNED = [
     "stop",
     "stop_all",
     "task",
+    "testing",
     "unload_ipython_extension",
     "validators",
 ]
