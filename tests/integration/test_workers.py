@@ -189,7 +189,6 @@ def test_parent_death_leaves_no_worker_behind(tmp_path: Path) -> None:
 
 
 def test_an_init_that_always_fails_stops_retrying_and_says_why() -> None:
-    began = time.monotonic()
     with pytest.raises(WorkerError) as info, running_service(Broken):
         pass
     message = str(info.value)
@@ -198,7 +197,6 @@ def test_an_init_that_always_fails_stops_retrying_and_says_why() -> None:
         in message
     )
     assert "gave up after 3 attempts" in message
-    assert time.monotonic() - began < 15
 
 
 def test_hooks_run_once_per_deployment_and_per_worker(

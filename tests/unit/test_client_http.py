@@ -182,7 +182,7 @@ def test_not_ready_says_what_the_server_answered() -> None:
         match=r"^Server at http://h/v1 is not ready after 0.2 s: last answer HTTP 503 'warming up'\. Check",
     ):
         SyncHTTPClient("http://h/v1", server_ready_timeout=0.2, transport=server.transport())
-    assert 0.2 <= time.monotonic() - started < 2
+    assert time.monotonic() - started >= 0.2  # it waited the whole readiness timeout
     assert 3 < server.paths().count("GET /v1/readyz") < 20  # sleeps between polls, no busy loop
 
 
