@@ -133,13 +133,11 @@ def test_a_request_queued_past_its_deadline_gets_503() -> None:
     async def scenario() -> None:
         model = FakeModel(a=0.3)
         d = dispatcher(model, max_latency_ms=50)
-        loop = asyncio.get_running_loop()
         first = asyncio.ensure_future(d.submit([1]))
         await asyncio.sleep(0)
-        began = loop.time()
         with pytest.raises(ServiceUnavailable, match="no worker was free within max_latency_ms=50"):
             await d.submit([2])
-        assert loop.time() - began < 0.25  # failed at its deadline, not when the slot freed
+        assert not first.done()  # failed at its deadline, not when the slot freed
         assert list(await first) == [2]
         assert d.expired == 1
         assert_no_timers(d)
