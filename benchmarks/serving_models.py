@@ -75,32 +75,29 @@ def nbserve_service(workload: str) -> Any:
     return {"mlp": MLPService, "fixed": FixedService}[workload]
 
 
-def _define_services() -> tuple[Any, Any]:
-    import nbserve
+def define_services(sdk: Any, **options: Any) -> tuple[Any, Any]:
+    """`(MLPService, FixedService)` made with `sdk`, nbserve or bentoml: their decorators take the
+    same arguments, so both servers serve the very same classes. `options` go to `@sdk.service`.
+    """
+    return _service(sdk, "MLPService", mlp, options), _service(sdk, "FixedService", fixed, options)
 
-    @nbserve.service(traffic={"timeout": 60})
-    class MLPService:
-        @nbserve.api
+
+def _service(sdk: Any, name: str, model: Any, options: dict[str, Any]) -> Any:
+    class Service:
+        @sdk.api
         def predict(self, x: np.ndarray) -> np.ndarray:
-            return mlp(x)
+            return model(x)
 
-        @nbserve.api(batchable=True, max_batch_size=64, max_latency_ms=1000)
+        @sdk.api(batchable=True, max_batch_size=64, max_latency_ms=1000)
         def predict_batched(self, x: np.ndarray) -> np.ndarray:
-            return mlp(x)
+            return model(x)
 
-    @nbserve.service(traffic={"timeout": 60})
-    class FixedService:
-        @nbserve.api
-        def predict(self, x: np.ndarray) -> np.ndarray:
-            return fixed(x)
-
-        @nbserve.api(batchable=True, max_batch_size=64, max_latency_ms=1000)
-        def predict_batched(self, x: np.ndarray) -> np.ndarray:
-            return fixed(x)
-
-    return MLPService, FixedService
+    # Assigned at module level under this name: worker processes import the class by it.
+    Service.__name__ = Service.__qualname__ = name
+    return sdk.service(traffic={"timeout": 60}, **options)(Service)
 
 
 with contextlib.suppress(ImportError):  # the BentoML environment has no nbserve
-    # At module level, so that worker processes import these classes by name.
-    MLPService, FixedService = _define_services()
+    import nbserve
+
+    MLPService, FixedService = define_services(nbserve)

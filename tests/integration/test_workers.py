@@ -236,6 +236,8 @@ def test_streams_context_and_errors_cross_the_process_boundary() -> None:
         assert r.headers["X-Worker"] != str(os.getpid())
         r = client.post("/tagged", json={}, headers={"X-In": "abc"})
         assert (r.status_code, r.text, r.headers["X-Tag"]) == (202, "abc", "from-worker")
+        r = client.post("/shout", content=b"quiet", headers={"Content-Type": "text/plain"})
+        assert (r.status_code, r.text) == (200, "QUIET")
         r = client.post("/refuse", json={"x": 3})
         assert (r.status_code, r.json()["error"]) == (400, "x=3 is not allowed here; send x < 0")
         r = client.post("/fail", json={})

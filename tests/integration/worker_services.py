@@ -63,6 +63,11 @@ class Sleepy:
             yield f"{i};"
 
     @nbserve.api
+    def shout(self, text: str, /) -> str:
+        """A root input: the whole body is the one positional-only argument."""
+        return text.upper()
+
+    @nbserve.api
     async def tagged(self, ctx: nbserve.Context) -> str:
         ctx.response.headers["X-Tag"] = "from-worker"
         ctx.response.status_code = 202

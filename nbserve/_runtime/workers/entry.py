@@ -211,24 +211,29 @@ class Worker:
         elif handle is not None:
             handle.cancel()  # withdraws a sync call still queued for a thread; a running one finishes
 
-    def context(self, msg: CallMsg) -> Any:
+    def bind(self, msg: CallMsg, info: ApiInfo) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
+        """The call's context (with this process's `state`), positional and keyword arguments.
+
+        Positionals travel as `__args__`: a root input (positional-only, `ProcessExecutor.call`)
+        and the server's `__metrics__(text)`."""
         ctx = msg["ctx"]
         if ctx is not None:
             ctx.state = self.state
-        return ctx
+        kwargs = msg["kwargs"]
+        if info["ctx_param"] is not None:
+            kwargs[info["ctx_param"]] = ctx
+        return ctx, kwargs.pop("__args__", ()), kwargs
 
     def call_sync(self, msg: CallMsg, info: ApiInfo) -> None:
         from nbserve._sdk.context import current_context
 
-        call_id, ctx = msg["id"], self.context(msg)
-        kwargs = msg["kwargs"]
-        if info["ctx_param"] is not None:
-            kwargs[info["ctx_param"]] = ctx
+        call_id = msg["id"]
+        ctx, args, kwargs = self.bind(msg, info)
         token = current_context.set(ctx)
         try:
             fn = getattr(self.instance, info["attr"])
             if info["is_stream"]:
-                generator = fn(**kwargs)
+                generator = fn(*args, **kwargs)
                 response = _response(ctx, info)  # with the first item: it leads the HTTP reply
                 try:
                     for item in generator:
@@ -242,7 +247,7 @@ class Worker:
                     generator.close()
                 self.send({"kind": "end", "id": call_id, "response": _response(ctx, info)})
             else:
-                value = fn(**kwargs)
+                value = fn(*args, **kwargs)
                 self.send_result(call_id, value, _response(ctx, info))
         except BaseException as exc:
             self.send_error(call_id, exc)
@@ -252,14 +257,11 @@ class Worker:
     async def call_async(self, msg: CallMsg, info: ApiInfo) -> None:
         from nbserve._sdk.context import current_context
 
-        call_id, ctx = msg["id"], self.context(msg)
-        kwargs = msg["kwargs"]
-        if info["ctx_param"] is not None:
-            kwargs[info["ctx_param"]] = ctx
+        call_id = msg["id"]
+        ctx, args, kwargs = self.bind(msg, info)
         current_context.set(ctx)  # the task's own context copy
         try:
             fn = getattr(self.instance, info["attr"])
-            args = kwargs.pop("__args__", ())  # the server's hooks (__metrics__) take positionals
             if info["is_stream"]:
                 response = _response(ctx, info)  # with the first item: it leads the HTTP reply
                 async for item in fn(*args, **kwargs):

@@ -357,14 +357,14 @@ class ProcessExecutor:
     # --- the Executor interface -----------------------------------------------------------------
     async def call(self, api: APIMethod[..., Any], kwargs: dict[str, Any], ctx: Context) -> Any:
         return await self.router.call(
-            api.name, not api.is_async, kwargs, ctx if api.ctx_param else None
+            api.name, not api.is_async, _positional(api, kwargs), ctx if api.ctx_param else None
         )
 
     def stream(
         self, api: APIMethod[..., Any], kwargs: dict[str, Any], ctx: Context
     ) -> AsyncIterator[Any]:
         return self.router.stream(
-            api.name, not api.is_async, kwargs, ctx if api.ctx_param else None
+            api.name, not api.is_async, _positional(api, kwargs), ctx if api.ctx_param else None
         )
 
     async def check(self, probe: Probe) -> bool:
@@ -383,6 +383,13 @@ class ProcessExecutor:
     def __repr__(self) -> str:
         states = ", ".join(f"{s.index}:{s.state}" for s in self.slots)
         return f"<ProcessExecutor {self.service.name} [{states}]>"
+
+
+def _positional(api: APIMethod[..., Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """A root input is positional-only: it travels as `__args__` (see `entry.Worker.bind`)."""
+    if api.input.root:
+        kwargs["__args__"] = (kwargs.pop(api.input.fields[0]),)
+    return kwargs
 
 
 def _label(value: str) -> str:
