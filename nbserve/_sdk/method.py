@@ -129,6 +129,11 @@ class APIMethod(Generic[P, R]):
             func, ctx_param=self.ctx_param, input_spec=input_spec
         )
         self.output: OutputSpec = output_spec_for(func, output_spec=output_spec)
+        if self.output.is_stream and not self.is_stream:
+            # A plain function returning an iterator would run on the server's event loop when
+            # called, and an `async def` returning one would hand the server a coroutine.
+            msg = f"{where}: the return type is an iterator, so this API streams, but the function is not a generator; write it with `yield` (e.g. `yield from items`)"
+            raise ServiceDefinitionError(msg)
         if self.batchable:
             if self.is_stream:
                 msg = f"{where}: a batchable API cannot stream; drop batchable=True or return a whole batch"

@@ -44,6 +44,10 @@ def test_bytes_keep_bentoml_text_plain_unless_annotated() -> None:
 
     assert out(S.f).encode(b"\x00\x01") == Payload(b"\x00\x01", "text/plain; charset=utf-8", {})
     assert out(S.png).encode(b"\x89PNG") == Payload(b"\x89PNG", "image/png", {})
+    # `str` and `bytes` APIs share one raw encoder: either raw value goes as it is.
+    assert out(S.f).encode("hi") == Payload(b"hi", "text/plain; charset=utf-8", {})
+    assert out(S.png).encode(bytearray(b"\x89")) == Payload(b"\x89", "image/png", {})
+    assert out(S.f).encode({"a": 1}) == Payload(b'{"a":1}', "application/json", {})
 
 
 def test_json_values_are_compact() -> None:

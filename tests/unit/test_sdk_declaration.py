@@ -216,6 +216,15 @@ def test_declaration_mistakes_across_apis() -> None:
             def f(self, n: int) -> Any:
                 yield n
 
+    with pytest.raises(
+        ServiceDefinitionError, match=r"the function is not a generator; write it with `yield`"
+    ):
+
+        class NotAGenerator:
+            @nbserve.api
+            def f(self, n: int) -> Generator[int, None, None]:
+                return iter(range(n))  # type: ignore[return-value]
+
     with pytest.raises(ServiceDefinitionError, match=r"cannot be an API without an explicit route"):
 
         class Dunder:

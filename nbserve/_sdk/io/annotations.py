@@ -114,13 +114,15 @@ def content_type_of(metadata: list[Any]) -> str | None:
     return None
 
 
-def _unwrap_optional(tp: Any) -> Any:
-    """`Optional[X]` -> `X`; other unions and types unchanged."""
+def _bare(annotation: Any) -> Any:
+    """The type itself: `Annotated` metadata dropped, `Optional[X]` -> `X` (other unions
+    unchanged), and `Annotated` inside the `Optional` dropped too."""
+    tp = split_annotated(annotation)[0]
     if get_origin(tp) in _UNION_ORIGINS:
         args = [a for a in get_args(tp) if a is not type(None)]
         if len(args) == 1:
-            return args[0]
-    return tp
+            tp = args[0]
+    return split_annotated(tp)[0]
 
 
 def kind_of(annotation: Any) -> Kind:
@@ -140,8 +142,7 @@ def kind_of(annotation: Any) -> Kind:
 def is_file_annotation(annotation: Any) -> bool:
     """True for `Path`/PIL types, also inside `Optional[...]` and `list[...]` (a multipart
     field), as BentoML's multipart detection does."""
-    tp = _unwrap_optional(split_annotated(annotation)[0])
-    tp = split_annotated(tp)[0]
+    tp = _bare(annotation)
     if get_origin(tp) in (list, collections.abc.Sequence, tuple):
         args = [a for a in get_args(tp) if a is not Ellipsis]
         if len(args) != 1:
@@ -152,8 +153,7 @@ def is_file_annotation(annotation: Any) -> bool:
 
 def is_list_annotation(annotation: Any) -> bool:
     """True for `list[...]`-like inputs (also `Optional`): repeated form values make a list."""
-    tp = _unwrap_optional(split_annotated(annotation)[0])
-    tp = split_annotated(tp)[0]
+    tp = _bare(annotation)
     return tp in (list, tuple, set) or get_origin(tp) in (
         list,
         tuple,
@@ -167,8 +167,7 @@ def is_list_annotation(annotation: Any) -> bool:
 
 def is_str_annotation(annotation: Any) -> bool:
     """True for `str` and `Optional[str]`: a form value for it is taken verbatim."""
-    tp = _unwrap_optional(split_annotated(annotation)[0])
-    return split_annotated(tp)[0] is str
+    return _bare(annotation) is str
 
 
 def prepare(annotation: Any) -> Any:

@@ -23,7 +23,6 @@ from typing import Annotated, Any
 
 import orjson
 from pydantic import BaseModel, TypeAdapter, ValidationError
-from pydantic.errors import PydanticSchemaGenerationError, PydanticUserError
 from typing_extensions import NotRequired, TypedDict
 
 from nbserve._sdk.io import annotations as ann
@@ -31,12 +30,19 @@ from nbserve._sdk.io.errors import ErrorContext, invalid_argument
 from nbserve._sdk.io.jsonschema import QuietJsonSchema, flatten
 from nbserve._sdk.io.openapi import to_openapi
 from nbserve._sdk.io.payload import UploadedFile
-from nbserve._sdk.io.signature import EMPTY, Param, api_params, qualname, type_name
+from nbserve._sdk.io.signature import (
+    EMPTY,
+    SCHEMA_ERRORS,
+    Param,
+    api_params,
+    first_line,
+    qualname,
+    type_name,
+)
 from nbserve.exceptions import InvalidArgument, ServiceDefinitionError
 
 __all__ = ["InputSpec", "input_spec_for"]
 
-_SCHEMA_ERRORS = (PydanticSchemaGenerationError, PydanticUserError, TypeError, ValueError)
 _ROOT_MEDIA = {
     "text": "text/plain",
     "bytes": "application/octet-stream",
@@ -288,8 +294,7 @@ def _charset(content_type: str) -> str:
 def _unsupported(where: str, param: Param, exc: Exception) -> ServiceDefinitionError:
     if isinstance(exc, ServiceDefinitionError):
         return ServiceDefinitionError(f"{where}: parameter '{param.name}': {exc}")
-    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    msg = f"{where}: parameter '{param.name}' has type {type_name(param.hint)}, which nbserve cannot read from a request ({reason}); use a JSON type (str, int, float, bool, list, dict), a pydantic model, np.ndarray, pd.DataFrame, torch.Tensor, Path or PIL.Image.Image, or pass input_spec= to @api"
+    msg = f"{where}: parameter '{param.name}' has type {type_name(param.hint)}, which nbserve cannot read from a request ({first_line(exc)}); use a JSON type (str, int, float, bool, list, dict), a pydantic model, np.ndarray, pd.DataFrame, torch.Tensor, Path or PIL.Image.Image, or pass input_spec= to @api"
     return ServiceDefinitionError(msg)
 
 
@@ -298,12 +303,12 @@ def _built(make: Callable[[], InputSpec], where: str, params: list[Param]) -> In
     parameter at fault."""
     try:
         return make()
-    except (*_SCHEMA_ERRORS, ServiceDefinitionError) as exc:
+    except (*SCHEMA_ERRORS, ServiceDefinitionError) as exc:
         # Find the parameter to blame, so the message can name it.
         for param in params:
             try:
                 TypeAdapter(ann.prepare(param.hint)).json_schema(schema_generator=QuietJsonSchema)
-            except (*_SCHEMA_ERRORS, ServiceDefinitionError) as inner:
+            except (*SCHEMA_ERRORS, ServiceDefinitionError) as inner:
                 raise _unsupported(where, param, inner) from None
         msg = f"{where}: cannot build the input schema ({exc}); pass input_spec= to @api"
         raise ServiceDefinitionError(msg) from None

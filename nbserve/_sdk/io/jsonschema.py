@@ -13,11 +13,12 @@ Reshaping (`flatten`):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 
-__all__ = ["QuietJsonSchema", "describe", "example_of", "flatten"]
+__all__ = ["QuietJsonSchema", "describe", "example_of", "flatten", "format_shape"]
 
 _MISSING = object()
 
@@ -87,6 +88,11 @@ def flatten(schema: JsonSchemaValue) -> JsonSchemaValue:
     if kept:
         out["$defs"] = kept
     return out
+
+
+def format_shape(shape: Sequence[int]) -> str:
+    """A shape as Python writes a tuple: `(3, 4)`, `(3,)`."""
+    return "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
 _STRING_FORMATS = {
@@ -169,12 +175,7 @@ def _describe_tensor(schema: dict[str, Any]) -> tuple[str, Any]:
     shape = schema.get("shape")
     words = "a nested list of numbers"
     if shape:
-        words += (
-            " of shape ("
-            + ", ".join(str(d) for d in shape)
-            + ("," if len(shape) == 1 else "")
-            + ")"
-        )
+        words += f" of shape {format_shape(shape)}"
     if schema.get("dtype"):
         words += f" ({schema['dtype']})"
     # An example of the declared shape, with small sizes standing in for -1.
@@ -189,10 +190,6 @@ def example_of(schema: Any) -> Any:
     """An example value for this schema, or `None` when it has no JSON form."""
     value = describe(schema)[1]
     return None if value is _MISSING else value
-
-
-def has_example(schema: Any) -> bool:
-    return describe(schema)[1] is not _MISSING
 
 
 def _json(value: Any) -> str:

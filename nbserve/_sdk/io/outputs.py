@@ -27,7 +27,6 @@ from typing import Any, get_args, get_origin
 from urllib.parse import quote
 
 from pydantic import BaseModel, TypeAdapter
-from pydantic.errors import PydanticSchemaGenerationError, PydanticUserError
 
 from nbserve._sdk.io import annotations as ann
 from nbserve._sdk.io.dataframe import dataframe_to_jsonable
@@ -35,7 +34,7 @@ from nbserve._sdk.io.encoding import dumps
 from nbserve._sdk.io.jsonschema import QuietJsonSchema, flatten
 from nbserve._sdk.io.openapi import to_openapi
 from nbserve._sdk.io.payload import Payload
-from nbserve._sdk.io.signature import qualname, return_hint, type_name
+from nbserve._sdk.io.signature import SCHEMA_ERRORS, first_line, qualname, return_hint, type_name
 from nbserve.exceptions import ServiceDefinitionError
 from nbserve.validators import DataframeSchema
 
@@ -91,8 +90,8 @@ class OutputSpec:
                 schema["media_type"] = content_type
         self._schema = schema
         encoders: dict[str, Callable[[Any], Payload]] = {
-            "text": self._encode_text,
-            "bytes": self._encode_bytes,
+            "text": self._encode_raw,
+            "bytes": self._encode_raw,
             "file": self._encode_file,
             "image": self._encode_image,
             "json": self._encode_json,
@@ -144,18 +143,10 @@ class OutputSpec:
             value = dataframe_to_jsonable(value, self._orient)
         return Payload(dumps(value), self._json_media, {})
 
-    def _encode_text(self, value: Any) -> Payload:
-        if isinstance(value, str):
-            return Payload(value.encode(), self.media_type, {})
-        if isinstance(value, bytes):
-            return Payload(value, self.media_type, {})
-        return self._encode_json(value)
-
-    def _encode_bytes(self, value: Any) -> Payload:
-        if isinstance(value, bytes | bytearray | memoryview):
-            return Payload(bytes(value), self.media_type, {})
-        if isinstance(value, str):
-            return Payload(value.encode(), self.media_type, {})
+    def _encode_raw(self, value: Any) -> Payload:
+        """`str` and `bytes` APIs: text and bytes go raw, anything else as JSON."""
+        if isinstance(value, str | bytes | bytearray | memoryview):
+            return Payload(self.encode_item(value), self.media_type, {})
         return self._encode_json(value)
 
     def _encode_file(self, value: Any) -> Payload:
@@ -169,7 +160,7 @@ class OutputSpec:
         disposition = "inline" if media_type.startswith("image/") else "attachment"
         return Payload(
             path.read_bytes(),
-            _with_charset(media_type) if media_type.startswith("text/") else media_type,
+            _with_charset(media_type),
             {"Content-Disposition": _content_disposition(disposition, path.name)},
         )
 
@@ -203,11 +194,10 @@ def output_spec_for(
     func: Callable[..., Any],
     *,
     output_spec: type[BaseModel] | None = None,
-    input_spec: object = None,
 ) -> OutputSpec:
     """Build the `OutputSpec` of an API from its return annotation (or an explicit
     `output_spec` model). A generator function, or an `Iterator[T]`-like annotation, makes a
-    stream of T. (`input_spec` is accepted for symmetry and unused.)"""
+    stream of T."""
     where = qualname(func)
     generator = inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func)
     if output_spec is not None:
@@ -242,7 +232,6 @@ def output_spec_for(
     except ServiceDefinitionError as exc:
         msg = f"{where}: return type: {exc}"
         raise ServiceDefinitionError(msg) from None
-    except (PydanticSchemaGenerationError, PydanticUserError, TypeError, ValueError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        msg = f"{where}: return type {type_name(hint)} has no JSON schema nbserve can publish ({reason}); return a JSON type, a pydantic model, np.ndarray, pd.DataFrame, torch.Tensor, Path or PIL.Image.Image, or pass output_spec= to @api"
+    except SCHEMA_ERRORS as exc:
+        msg = f"{where}: return type {type_name(hint)} has no JSON schema nbserve can publish ({first_line(exc)}); return a JSON type, a pydantic model, np.ndarray, pd.DataFrame, torch.Tensor, Path or PIL.Image.Image, or pass output_spec= to @api"
         raise ServiceDefinitionError(msg) from None

@@ -12,13 +12,24 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic.errors import PydanticSchemaGenerationError, PydanticUserError
 from pydantic.fields import FieldInfo
 
 from nbserve.exceptions import ServiceDefinitionError
 
-__all__ = ["Param", "api_params", "qualname", "return_hint", "type_name"]
+__all__ = [
+    "SCHEMA_ERRORS",
+    "Param",
+    "api_params",
+    "first_line",
+    "qualname",
+    "return_hint",
+    "type_name",
+]
 
 EMPTY: Any = inspect.Parameter.empty
+# What building a pydantic schema for a type nbserve cannot publish raises.
+SCHEMA_ERRORS = (PydanticSchemaGenerationError, PydanticUserError, TypeError, ValueError)
 
 
 @dataclass(frozen=True)
@@ -51,6 +62,12 @@ class Param:
 def qualname(func: Callable[..., Any]) -> str:
     name = getattr(func, "__qualname__", None) or getattr(func, "__name__", None)
     return name if isinstance(name, str) else repr(func)
+
+
+def first_line(exc: Exception) -> str:
+    """The first line of an error's message (pydantic's run long), or its type's name."""
+    text = str(exc)
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def type_name(tp: Any) -> str:

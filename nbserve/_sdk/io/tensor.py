@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic_core import PydanticCustomError, core_schema
 
 from nbserve._sdk.io.errors import field_error
+from nbserve._sdk.io.jsonschema import format_shape
 from nbserve.exceptions import ServiceDefinitionError
 
 if TYPE_CHECKING:
@@ -22,11 +23,7 @@ if TYPE_CHECKING:
 
     from nbserve.validators import TensorSchema
 
-__all__ = ["format_shape", "tensor_core_schema", "tensor_json_schema", "tensor_to_list"]
-
-
-def format_shape(shape: Sequence[int]) -> str:
-    return "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+__all__ = ["tensor_core_schema", "tensor_json_schema", "tensor_to_list"]
 
 
 def _check_shape(got: tuple[int, ...], expected: Sequence[int] | None) -> None:
