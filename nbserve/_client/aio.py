@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from nbserve._client.base import ClientBase, backoff
+from nbserve._client.base import ClientBase, ReadinessPoll
 from nbserve._client.decoding import decode_body, error_from_response
 from nbserve._client.encoding import RequestBody, build_body
 from nbserve._client.endpoint import Endpoint
@@ -52,13 +51,7 @@ class AsyncHTTPClient(ClientBase):
         super().__init__(
             url, token=token, timeout=timeout, server_ready_timeout=server_ready_timeout
         )
-        self._client = httpx.AsyncClient(
-            base_url=self.url,
-            headers=self._headers,
-            timeout=timeout,
-            follow_redirects=True,
-            transport=transport,
-        )
+        self._client = httpx.AsyncClient(**self._httpx_options(), transport=transport)
         self._set_up = False
 
     @classmethod
@@ -142,24 +135,16 @@ class AsyncHTTPClient(ClientBase):
 
         Raises `ServiceUnavailable` after `timeout` seconds (default `server_ready_timeout`).
         """
-        wait = self.server_ready_timeout if timeout is None else timeout
-        deadline = time.monotonic() + wait
-        last = "none (no request finished)"
-        for delay in backoff():
-            remaining = deadline - time.monotonic()
-            request_timeout = max(min(remaining, self.timeout or remaining), 0.001)
+        poll = ReadinessPoll(self, timeout)
+        while True:
             try:
-                response = await self._client.get("/readyz", timeout=request_timeout)
+                response = await self._client.get("/readyz", timeout=poll.request_timeout())
             except httpx.TransportError as exc:
-                last = self._failure(exc, request_timeout, last)
+                poll.failed(exc)
             else:
-                if response.status_code == 200:
+                if poll.answered(response):
                     return
-                last = self._answer(response)
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise self._not_ready(wait, last)
-            await asyncio.sleep(min(delay, remaining))
+            await asyncio.sleep(poll.pause())
 
     def _endpoint(self, name: str) -> Endpoint:
         if not self._set_up:
@@ -188,16 +173,7 @@ class AsyncHTTPClient(ClientBase):
         headers: dict[str, str] | None = None,
         params: dict[str, str] | None = None,
     ) -> httpx.Response:
-        body = body or RequestBody()
-        request = self._client.build_request(
-            method,
-            self._path(route),
-            content=body.content,
-            data=body.data,
-            files=body.files,
-            headers={**body.headers, **(headers or {})},
-            params=params,
-        )
+        request = self._build_request(self._client, method, route, body, headers, params)
         response = await self._client.send(request, stream=stream)
         if response.is_error:
             try:

@@ -12,17 +12,19 @@ Discovery follows BentoML's client (reference §3.1) with three fixes:
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import orjson
 
+from nbserve._client.encoding import RequestBody
 from nbserve._client.endpoint import Endpoint, parse_schema, signature_for
 from nbserve._version import __version__
 from nbserve.exceptions import NbserveError, NotFound, ServiceUnavailable
 
-__all__ = ["ClientBase", "backoff"]
+__all__ = ["ClientBase", "ReadinessPoll", "answer", "backoff"]
 
 TASK_METHODS = ("submit", "get", "get_status", "cancel", "retry")
 
@@ -33,6 +35,67 @@ def backoff(first: float = 0.02, factor: float = 1.5, cap: float = 0.25) -> Iter
     while True:
         yield delay
         delay = min(delay * factor, cap)
+
+
+class ReadinessPoll:
+    """The bookkeeping of one `wait_until_server_ready`; the client only does the requests.
+
+    ```python
+    poll = ReadinessPoll(self, timeout)
+    while True:
+        try:
+            response = get("/readyz", timeout=poll.request_timeout())
+        except httpx.TransportError as exc:
+            poll.failed(exc)
+        else:
+            if poll.answered(response):
+                return
+        sleep(poll.pause())  # raises ServiceUnavailable once the deadline has passed
+    ```
+    """
+
+    def __init__(self, client: ClientBase, timeout: float | None) -> None:
+        self._client = client
+        self._wait = client.server_ready_timeout if timeout is None else timeout
+        self._deadline = time.monotonic() + self._wait
+        self._delays = backoff()
+        self._request_timeout = 0.0
+        self.last = "none (no request finished)"
+
+    def request_timeout(self) -> float:
+        """The next poll's timeout: the client's, clipped to what is left of the wait."""
+        remaining = self._deadline - time.monotonic()
+        self._request_timeout = max(min(remaining, self._client.timeout or remaining), 0.001)
+        return self._request_timeout
+
+    def answered(self, response: httpx.Response) -> bool:
+        """Whether the server is ready; if not, remember what it said."""
+        if response.status_code == 200:
+            return True
+        self.last = answer(response)
+        return False
+
+    def failed(self, exc: httpx.TransportError) -> None:
+        timeout = self._client.timeout
+        clipped = timeout is None or self._request_timeout < timeout
+        if isinstance(exc, httpx.TimeoutException) and clipped and self.last.startswith("HTTP"):
+            return  # cut short by our own deadline: the server's real answer says more
+        self.last = f"{type(exc).__name__}: {exc or 'no detail'}"
+
+    def pause(self) -> float:
+        """How long to sleep before the next poll; `ServiceUnavailable` once time is up."""
+        delay = next(self._delays)
+        remaining = self._deadline - time.monotonic()
+        if remaining <= 0:
+            msg = f"Server at {self._client.url} is not ready after {self._wait:g} s: last answer {self.last}. Check that it is running at this URL (with its path prefix, if any), or pass server_ready_timeout=<seconds> to wait longer (0 skips the check)"
+            raise ServiceUnavailable(msg)
+        return min(delay, remaining)
+
+
+def answer(response: httpx.Response) -> str:
+    """A short description of a response for error messages: status and the body's start."""
+    text = response.text.strip()
+    return f"HTTP {response.status_code} {text[:120]!r}" if text else f"HTTP {response.status_code}"
 
 
 class ClientBase:
@@ -70,6 +133,15 @@ class ClientBase:
             self._headers["Authorization"] = f"Bearer {token}"
         self.endpoints = {}
 
+    def _httpx_options(self) -> dict[str, Any]:
+        """The `httpx.Client` / `httpx.AsyncClient` arguments both clients pass."""
+        return {
+            "base_url": self.url,
+            "headers": self._headers,
+            "timeout": self.timeout,
+            "follow_redirects": True,
+        }
+
     def __repr__(self) -> str:
         apis = ", ".join(self.endpoints) or "not set up"
         return f"{type(self).__name__}({self.url!r}, apis: {apis})"
@@ -104,30 +176,30 @@ class ClientBase:
             urls.append(self._origin + "/schema.json")
         return urls
 
-    def _not_ready(self, waited: float, last: str) -> ServiceUnavailable:
-        msg = f"Server at {self.url} is not ready after {waited:g} s: last answer {last}. Check that it is running at this URL (with its path prefix, if any), or pass server_ready_timeout=<seconds> to wait longer (0 skips the check)"
-        return ServiceUnavailable(msg)
-
-    def _failure(self, exc: httpx.TransportError, request_timeout: float, last: str) -> str:
-        """The readiness loop's `last` after a failed poll."""
-        clipped = self.timeout is None or request_timeout < self.timeout
-        if isinstance(exc, httpx.TimeoutException) and clipped and last.startswith("HTTP"):
-            return last  # cut short by our own deadline: the server's real answer says more
-        return f"{type(exc).__name__}: {exc or 'no detail'}"
-
-    @staticmethod
-    def _answer(response: httpx.Response) -> str:
-        text = response.text.strip()
-        return (
-            f"HTTP {response.status_code} {text[:120]!r}"
-            if text
-            else f"HTTP {response.status_code}"
+    def _build_request(
+        self,
+        client: httpx.Client | httpx.AsyncClient,
+        method: str,
+        route: str,
+        body: RequestBody | None,
+        headers: dict[str, str] | None,
+        params: dict[str, str] | None,
+    ) -> httpx.Request:
+        body = body or RequestBody()
+        return client.build_request(
+            method,
+            self._path(route),
+            content=body.content,
+            data=body.data,
+            files=body.files,
+            headers={**body.headers, **(headers or {})},
+            params=params,
         )
 
     def _load_schema(self, response: httpx.Response) -> None:
         where = str(response.request.url)
         if response.is_error:
-            msg = f"Failed to fetch the service schema from {where}: {self._answer(response)}; is {self.url} an nbserve or BentoML 1.4 server?"
+            msg = f"Failed to fetch the service schema from {where}: {answer(response)}; is {self.url} an nbserve or BentoML 1.4 server?"
             raise NbserveError(msg, error_code=response.status_code)
         try:
             document = orjson.loads(response.content)

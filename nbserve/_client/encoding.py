@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel
 
-from nbserve._client.endpoint import Endpoint, JSONSchema, bind_arguments
+from nbserve._client.endpoint import Endpoint, JSONSchema, bind_arguments, is_file_schema
 
 __all__ = ["RequestBody", "build_body", "dumps", "is_file_schema"]
 
@@ -60,20 +60,10 @@ def build_body(endpoint: Endpoint, args: Sequence[Any], kwargs: Mapping[str, Any
         value = args[0] if args else bind_arguments(endpoint, (), kwargs)
         return _json_body(endpoint, _encode(value, endpoint.input))
     bound = bind_arguments(endpoint, args, kwargs)
-    props = endpoint.properties
-    if any(is_file_schema(props[name]) for name in props):
+    if endpoint.file_fields:
         return _multipart_body(endpoint, bound)
+    props = endpoint.properties
     return _json_body(endpoint, {k: _encode(v, props[k]) for k, v in bound.items()})
-
-
-def is_file_schema(schema: JSONSchema) -> bool:
-    """A file field: `type: file`, an array of them, or an `anyOf` with one (`Path | None`)."""
-    kind = schema.get("type")
-    if kind == "file":
-        return True
-    if kind == "array" and isinstance(schema.get("items"), dict):
-        return is_file_schema(schema["items"])
-    return any(is_file_schema(s) for s in schema.get("anyOf", ()) if isinstance(s, dict))
 
 
 def dumps(value: Any) -> bytes:
@@ -122,10 +112,9 @@ def _multipart_body(endpoint: Endpoint, bound: Mapping[str, Any]) -> RequestBody
     data: dict[str, str | list[str]] = {}
     files: list[tuple[str, FilePart]] = []
     for name, value in bound.items():
-        schema = endpoint.properties[name]
-        if not is_file_schema(schema):
+        if name not in endpoint.file_fields:
             try:
-                data[name] = dumps(_encode(value, schema)).decode()
+                data[name] = dumps(_encode(value, endpoint.properties[name])).decode()
             except TypeError as exc:
                 msg = f"Cannot encode argument {name!r} of {endpoint.name}() as JSON: {exc}"
                 raise TypeError(msg) from None

@@ -16,7 +16,7 @@ from typing import Any
 
 from nbserve.exceptions import NbserveError
 
-__all__ = ["Endpoint", "bind_arguments", "parse_schema", "signature_for"]
+__all__ = ["Endpoint", "bind_arguments", "is_file_schema", "parse_schema", "signature_for"]
 
 JSONSchema = dict[str, Any]
 
@@ -45,9 +45,24 @@ class Endpoint:
         return props if isinstance(props, dict) else {}
 
     @cached_property
+    def file_fields(self) -> frozenset[str]:
+        """The parameters sent as multipart file parts; none means a JSON body."""
+        return frozenset(name for name, schema in self.properties.items() if is_file_schema(schema))
+
+    @cached_property
     def item_schema(self) -> JSONSchema:
         """The output schema of one item (for streams) or of the whole response."""
         return {k: v for k, v in self.output.items() if k not in ("is_stream", "media_type", "sse")}
+
+
+def is_file_schema(schema: JSONSchema) -> bool:
+    """A file field: `type: file`, an array of them, or an `anyOf` with one (`Path | None`)."""
+    kind = schema.get("type")
+    if kind == "file":
+        return True
+    if kind == "array" and isinstance(schema.get("items"), dict):
+        return is_file_schema(schema["items"])
+    return any(is_file_schema(s) for s in schema.get("anyOf", ()) if isinstance(s, dict))
 
 
 def parse_schema(document: Any, source: str) -> dict[str, Endpoint]:

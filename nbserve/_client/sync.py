@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from nbserve._client.base import ClientBase, backoff
+from nbserve._client.base import ClientBase, ReadinessPoll
 from nbserve._client.decoding import decode_body, error_from_response
 from nbserve._client.encoding import RequestBody, build_body
 from nbserve._client.endpoint import Endpoint
@@ -53,13 +53,7 @@ class SyncHTTPClient(ClientBase):
         super().__init__(
             url, token=token, timeout=timeout, server_ready_timeout=server_ready_timeout
         )
-        self._client = httpx.Client(
-            base_url=self.url,
-            headers=self._headers,
-            timeout=timeout,
-            follow_redirects=True,
-            transport=transport,
-        )
+        self._client = httpx.Client(**self._httpx_options(), transport=transport)
         try:
             if self.server_ready_timeout > 0:
                 self.wait_until_server_ready()
@@ -96,24 +90,16 @@ class SyncHTTPClient(ClientBase):
 
         Raises `ServiceUnavailable` after `timeout` seconds (default `server_ready_timeout`).
         """
-        wait = self.server_ready_timeout if timeout is None else timeout
-        deadline = time.monotonic() + wait
-        last = "none (no request finished)"
-        for delay in backoff():
-            remaining = deadline - time.monotonic()
-            request_timeout = max(min(remaining, self.timeout or remaining), 0.001)
+        poll = ReadinessPoll(self, timeout)
+        while True:
             try:
-                response = self._client.get("/readyz", timeout=request_timeout)
+                response = self._client.get("/readyz", timeout=poll.request_timeout())
             except httpx.TransportError as exc:
-                last = self._failure(exc, request_timeout, last)
+                poll.failed(exc)
             else:
-                if response.status_code == 200:
+                if poll.answered(response):
                     return
-                last = self._answer(response)
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise self._not_ready(wait, last)
-            time.sleep(min(delay, remaining))
+            time.sleep(poll.pause())
 
     def _fetch_schema(self) -> None:
         for url in self._schema_urls():
@@ -141,16 +127,7 @@ class SyncHTTPClient(ClientBase):
         headers: dict[str, str] | None = None,
         params: dict[str, str] | None = None,
     ) -> httpx.Response:
-        body = body or RequestBody()
-        request = self._client.build_request(
-            method,
-            self._path(route),
-            content=body.content,
-            data=body.data,
-            files=body.files,
-            headers={**body.headers, **(headers or {})},
-            params=params,
-        )
+        request = self._build_request(self._client, method, route, body, headers, params)
         response = self._client.send(request, stream=stream)
         if response.is_error:
             try:

@@ -186,6 +186,41 @@ def test_not_ready_says_what_the_server_answered() -> None:
     assert 3 < server.paths().count("GET /v1/readyz") < 20  # sleeps between polls, no busy loop
 
 
+def test_not_ready_names_the_transport_failure_sync_and_async() -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    expected = r"^Server at http://h is not ready after 0.1 s: last answer ConnectError: connection refused\. Check"
+    with pytest.raises(ServiceUnavailable, match=expected):
+        SyncHTTPClient("http://h", server_ready_timeout=0.1, transport=httpx.MockTransport(refuse))
+
+    async def scenario() -> None:
+        client = AsyncHTTPClient(
+            "http://h", server_ready_timeout=0.1, transport=httpx.MockTransport(refuse)
+        )
+        async with client:
+            pass
+
+    with pytest.raises(ServiceUnavailable, match=expected):
+        asyncio.run(scenario())
+
+
+def test_a_poll_cut_short_by_the_deadline_keeps_the_server_s_last_answer() -> None:
+    polls: list[int] = []
+
+    def warm_then_hang(request: httpx.Request) -> httpx.Response:
+        polls.append(1)
+        if len(polls) == 1:
+            return httpx.Response(503, text="warming up")
+        raise httpx.ReadTimeout("timed out", request=request)
+
+    with pytest.raises(ServiceUnavailable, match=r"last answer HTTP 503 'warming up'\. Check"):
+        SyncHTTPClient(
+            "http://h", server_ready_timeout=0.1, transport=httpx.MockTransport(warm_then_hang)
+        )
+    assert len(polls) > 1
+
+
 def test_zero_ready_timeout_skips_readiness() -> None:
     server = FakeServer(not_ready_polls=1)
     SyncHTTPClient("http://h/v1", server_ready_timeout=0, transport=server.transport()).close()
