@@ -28,7 +28,6 @@ import base64
 import hashlib
 import io
 import os
-import re
 import shutil
 import tarfile
 import uuid
@@ -39,6 +38,7 @@ from typing import IO, Any, Literal
 
 import yaml
 
+from nbserve._bento.integrity import file_sha256
 from nbserve._bento.requirements import REPRODUCIBLE_EPOCH
 from nbserve._bento.safetar import (
     Limit,
@@ -47,6 +47,7 @@ from nbserve._bento.safetar import (
     file_header,
     written_atomically,
 )
+from nbserve._bento.tag import PART
 from nbserve.exceptions import InvalidArgument
 
 __all__ = [
@@ -69,9 +70,7 @@ SUFFIX = ".bento"
 BENTO_YAML = "bento.yaml"
 MAX_MEMBER_SIZE = 16 << 30  # 16 GiB: a large model file, not a decompression bomb
 MAX_TOTAL_SIZE = 64 << 30
-_CHUNK = 1 << 20
 _XZ_PRESET: Literal[6] = 6  # xz's default; the level is part of what makes the bytes
-_PART = re.compile(r"^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$")  # BentoML's tag part
 # The files that name the bento's version; they are hashed with PLACEHOLDER in its place.
 VERSIONED_FILES = frozenset({"bento.yaml", "env/docker/Dockerfile", "deploy/kubernetes.yaml"})
 PLACEHOLDER = "version-00000000"
@@ -96,11 +95,11 @@ class Entry:
         return io.BytesIO(self.data) if isinstance(self.data, bytes) else open(self.data, "rb")
 
     def sha256(self) -> str:
-        digest = hashlib.sha256()
-        with self.open() as f:
-            while chunk := f.read(_CHUNK):
-                digest.update(chunk)
-        return digest.hexdigest()
+        # A file on disk goes through the model store's hash cache: building from a model
+        # entry that `verify()` has just hashed does not read its weights again.
+        if isinstance(self.data, bytes):
+            return hashlib.sha256(self.data).hexdigest()
+        return file_sha256(self.data)
 
 
 def bentos_home() -> Path:
@@ -219,7 +218,7 @@ def extract(
             raise _refuse(archive, "it has no bento.yaml at its top level")
         info = read_bento_yaml(staging)
         name, version = str(info.get("name", "")), str(info.get("version", ""))
-        if not (_PART.match(name) and _PART.match(version)):
+        if not (PART.fullmatch(name) and PART.fullmatch(version)):
             raise _refuse(
                 archive, f"bento.yaml names it {name!r}:{version!r}, not a valid name and version"
             )

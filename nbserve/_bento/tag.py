@@ -20,7 +20,8 @@ __all__ = ["Tag"]
 logger = logging.getLogger("nbserve.models")
 
 MAX_LENGTH = 63
-_PART = re.compile(r"[a-z0-9]([-a-z0-9_.]*[a-z0-9])?")
+# A name or version's characters (no length limit); also what a bento's name and version must match.
+PART = re.compile(r"[a-z0-9]([-a-z0-9_.]*[a-z0-9])?")
 _RULE = (
     "lowercase letters, digits, '-', '_' and '.', starting and ending with a letter or digit, "
     f"at most {MAX_LENGTH} characters (e.g. 'iris-classifier' or 'iris-classifier:v1')"
@@ -29,7 +30,7 @@ _RULE = (
 
 def is_valid_part(value: str) -> bool:
     """Whether `value` is a valid name or version as it stands (no lowercasing)."""
-    return len(value) <= MAX_LENGTH and _PART.fullmatch(value) is not None
+    return len(value) <= MAX_LENGTH and PART.fullmatch(value) is not None
 
 
 def _checked(value: str, what: str, tag: str) -> str:
