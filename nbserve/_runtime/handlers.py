@@ -101,19 +101,9 @@ class APIHandler(BaseHandler):
     # --- the request ----------------------------------------------------------------------------
     async def post(self) -> None:
         deployment = self.server.deployment
+        if deployment is not self.deployment and not self._follow_swap(deployment):
+            return
         route = self.request.path
-        if deployment is not self.deployment:
-            # Swapped while the body arrived: the request starts now, so it runs on the new
-            # version (the old one may already have drained and stopped).
-            api = deployment.api_routes.get(route)
-            if api is None:
-                self.reply_error(
-                    404,
-                    f"Not found: POST {route}; the service was just replaced and no longer serves it",
-                    {"routes": list(deployment.api_routes)},
-                )
-                return
-            self.deployment, self.api = deployment, api
         metrics = deployment.metrics
         started = time.perf_counter()
         metrics.request_started(route)
@@ -153,18 +143,40 @@ class APIHandler(BaseHandler):
         finally:
             await slot.close()
 
-    def _context(self, deployment: Deployment) -> RequestContext:
-        request = self.request
-        query = request.query_arguments
-        info = RequestInfo(
-            method=request.method or "POST",
-            path=request.path,
-            headers={name.lower(): value for name, value in request.headers.get_all()},
-            query={k: [v.decode("utf-8", "replace") for v in vs] for k, vs in query.items()}
-            if query
-            else {},
-            client=request.remote_ip,
-        )
+    def _follow_swap(self, deployment: Deployment) -> bool:
+        """The service was swapped while the body arrived: the request starts now, so it runs on
+        the new version (the old one may already have drained and stopped). False after a 404
+        when the new version does not serve this route."""
+        api = self._api_on(deployment)
+        if api is None:
+            self.reply_error(
+                404,
+                f"Not found: POST {self.request.path}; the service was just replaced and no longer serves it",
+                {"routes": list(deployment.api_routes)},
+            )
+            return False
+        self.deployment, self.api = deployment, api
+        return True
+
+    def _api_on(self, deployment: Deployment) -> APIMethod[..., Any] | None:
+        """The API `deployment` serves at this request's path, if any."""
+        return deployment.api_routes.get(self.request.path)
+
+    def _context(self, deployment: Deployment, info: RequestInfo | None = None) -> RequestContext:
+        """A fresh context for a call; `info` defaults to this request's (a task retry passes
+        the one the task was submitted with)."""
+        if info is None:
+            request = self.request
+            query = request.query_arguments
+            info = RequestInfo(
+                method=request.method or "POST",
+                path=request.path,
+                headers={name.lower(): value for name, value in request.headers.get_all()},
+                query={k: [v.decode("utf-8", "replace") for v in vs] for k, vs in query.items()}
+                if query
+                else {},
+                client=request.remote_ip,
+            )
         return RequestContext(
             request=info,
             response=ResponseContext(),

@@ -76,7 +76,7 @@ class Server:
         self.token = token
         self.max_body_size = max_body_size
         self.workers = workers
-        self.server_header = "nbserve/" + _HEADER_UNSAFE.sub("_", service.name)
+        self.server_header = _server_header(service)
         self._sockets = bind_sockets(port, host)  # port in use: raises here
         self.port: int = self._sockets[0].getsockname()[1]
         self.log = ServiceLog(self.name)
@@ -324,7 +324,7 @@ class Server:
         new = Deployment(service, log=self.log, workers=self.workers)
         await new.start()  # raises on failure, and the old deployment stays current
         old, self.deployment = self.deployment, new
-        self.server_header = "nbserve/" + _HEADER_UNSAFE.sub("_", service.name)
+        self.server_header = _server_header(service)
         self._set_state("running")
         self.log.logger.info("%s swapped in", service.name)
         self._draining.add(old)
@@ -384,6 +384,11 @@ def as_service(value: Any) -> Service[Any]:
         return service(value)
     msg = f"serve() takes a class decorated with @nbserve.service, got {value!r}"
     raise TypeError(msg)
+
+
+def _server_header(service: Service[Any]) -> str:
+    """The `Server` header: `nbserve/<service name>`, with header-unsafe characters replaced."""
+    return "nbserve/" + _HEADER_UNSAFE.sub("_", service.name)
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

@@ -15,6 +15,7 @@ that never change (schema, OpenAPI, docs page) are encoded once per deployment, 
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, ClassVar
 
 import orjson
@@ -90,7 +91,11 @@ class ReadyHandler(ProbeHandler):
 class MetricsHandler(SystemHandler):
     async def get(self) -> None:
         deployment = self.deployment
-        body, content_type = deployment.metrics.render()
+        # Rendering takes milliseconds per endpoint (tens with many): off the event loop, so a
+        # scrape does not hold up requests. The registry's values are lock-protected.
+        body, content_type = await asyncio.get_running_loop().run_in_executor(
+            None, deployment.metrics.render
+        )
         if deployment.ready:
             text = await deployment.executor.metrics_text(body.decode())
             body = text.encode()

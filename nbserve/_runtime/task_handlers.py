@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import orjson
@@ -21,7 +20,6 @@ import tornado.web
 from nbserve._runtime.errors import reply_too_large
 from nbserve._runtime.handlers import APIHandler, ChunkedAPIHandler, RequestContext
 from nbserve._runtime.tasks import TaskRecord, TaskRequest
-from nbserve._sdk.context import ResponseContext
 
 if TYPE_CHECKING:
     from nbserve._runtime.deployment import Deployment
@@ -105,20 +103,16 @@ class SubmitHandler(_TaskHandler):
 
     ALLOW = "POST"
 
+    def _api_on(self, deployment: Deployment) -> APIMethod[..., Any] | None:
+        route = deployment.task_routes.get(self.request.path)
+        return route.api if route is not None and route.action == "submit" else None
+
     async def post(self) -> None:
         deployment = self.server.deployment
-        if deployment is not self.deployment:
-            # Swapped while the body arrived: submit to the version now serving (the old one
-            # may already be draining and takes no new tasks).
-            route = deployment.task_routes.get(self.request.path)
-            if route is None or route.action != "submit":
-                self.reply_error(
-                    404,
-                    f"Not found: POST {self.request.path}; the service was just replaced and no longer serves it",
-                    {"routes": list(deployment.api_routes)},
-                )
-                return
-            self.deployment, self.api = deployment, route.api
+        # Swapped while the body arrived: submit to the version now serving (the old one may
+        # already be draining and takes no new tasks).
+        if deployment is not self.deployment and not self._follow_swap(deployment):
+            return
         body = self.body()
         if body is None:
             reply_too_large(self, self.server.max_body_size)
@@ -183,13 +177,8 @@ class RetryHandler(_TaskHandler):
             self._not_finished(record, "retry it once it has finished")
             return
         original = record.request
-        ctx = RequestContext(
-            request=dataclasses.replace(original.info),  # the request it was submitted with
-            response=ResponseContext(),
-            state=self.deployment.shared,
-            temp_dir=Path(),  # made on first use
-            request_id=self.request_id,
-        )
+        # A context for the request it was submitted with (a copy: the new task owns it).
+        ctx = self._context(self.deployment, dataclasses.replace(original.info))
         request = TaskRequest(original.body, original.content_type, ctx.request, self.request_id)
         self._submit(self.deployment, request, ctx)
 

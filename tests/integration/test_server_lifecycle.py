@@ -306,6 +306,44 @@ def test_swap_can_change_routes_and_prefix() -> None:
         assert httpx.post(f"http://127.0.0.1:{handle.port}/version").status_code == 404
 
 
+def post_across_swap(handle: nbserve.ServiceHandle, path: str, new: Any) -> bytes:
+    """POST `path` with a chunked body, swapping to `new` after it was routed, before it ends."""
+    with socket.create_connection(("127.0.0.1", handle.port), timeout=10) as sock:
+        sock.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            "Transfer-Encoding: chunked\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n".encode()
+        )
+        # Tornado answers 100 Continue once it has routed the headers (to the old version).
+        assert sock.recv(1024).startswith(b"HTTP/1.1 100")
+        handle.swap(new)
+        sock.sendall(b"2\r\n{}\r\n0\r\n\r\n")
+        response = b""
+        while chunk := sock.recv(65536):  # the server closes after its answer
+            response += chunk
+        return response
+
+
+def test_a_request_routed_before_a_swap_runs_on_the_new_version() -> None:
+    with running_service(make_version("v1")) as handle:
+        response = post_across_swap(handle, "/version", make_version("v2"))
+        assert response.startswith(b"HTTP/1.1 200")
+        assert response.endswith(b"v2")
+
+
+def test_a_request_routed_before_a_swap_that_drops_its_route_is_a_404() -> None:
+    @nbserve.service
+    class Other:
+        @nbserve.api
+        def other(self) -> str:
+            return "other"
+
+    with running_service(make_version("v1")) as handle:
+        response = post_across_swap(handle, "/version", Other)
+        assert response.startswith(b"HTTP/1.1 404")
+        assert b"the service was just replaced" in response
+        assert b'"routes":["/other"]' in response
+
+
 def test_stop_all_also_stops_services_started_with_serve() -> None:
     handle = nbserve.serve(Hooked)
     handle.wait_ready(30)
