@@ -161,13 +161,18 @@ class InlineExecutor:
             raise WorkContinues(ended) from None
 
 
-def _bind(api: APIMethod[..., Any], kwargs: dict[str, Any], ctx: Context) -> tuple[Any, ...]:
-    """Positional arguments for the call (a root input is positional-only); adds the context."""
-    if api.ctx_param is not None:
-        kwargs[api.ctx_param] = ctx
+def root_args(api: APIMethod[..., Any], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+    """Take a root input out of `kwargs`: it is positional-only (`def f(self, x, /)`)."""
     if api.input.root:
         return (kwargs.pop(api.input.fields[0]),)
     return ()
+
+
+def _bind(api: APIMethod[..., Any], kwargs: dict[str, Any], ctx: Context) -> tuple[Any, ...]:
+    """Positional arguments for the call; adds the context."""
+    if api.ctx_param is not None:
+        kwargs[api.ctx_param] = ctx
+    return root_args(api, kwargs)
 
 
 class _SyncCall:

@@ -189,15 +189,28 @@ def test_negative_durations_count_as_zero() -> None:
     assert value(m, "nbserve_batch_queue_wait_seconds_sum") == 0
 
 
-def test_hot_path_costs_a_few_microseconds() -> None:
-    # A generous bound (shared CI machines); measured ≈2.6 µs per request on the 2-core box.
+def test_the_request_path_reuses_bound_label_children(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Per request: dict lookups only, never BentoML's `.labels(**kw)` (its cost: reference §11).
+
+    The cost itself is a benchmark's business (≈2.6 µs a request here); this pins the reason."""
     m = ServiceMetrics("svc", api_names=["/predict"])
-    n = 20_000
-    best = math.inf
+    m.request_started("/predict")  # first sight of a route and status binds the children
+    m.request_finished("/predict", 200, 0.001)
+
+    def no_labels(*args: object, **kwargs: object) -> None:
+        raise AssertionError("label lookup on the request path")
+
+    for metric in (m._request_total, m._request_duration, m._in_progress):
+        monkeypatch.setattr(metric, "labels", no_labels)
     for _ in range(3):
-        t0 = time.perf_counter()
-        for _ in range(n):
-            m.request_started("/predict")
-            m.request_finished("/predict", 200, 0.001)
-        best = min(best, (time.perf_counter() - t0) / n)
-    assert best < 50e-6, f"{best * 1e6:.1f} µs per request"
+        m.request_started("/predict")
+        m.request_finished("/predict", 200, 0.001)
+    body, _ = m.render()
+    totals = [
+        sample.value
+        for family in text_string_to_metric_families(body.decode())
+        for sample in family.samples
+        if sample.name == "bentoml_service_request_total"
+        and sample.labels["http_response_code"] == "200"
+    ]
+    assert totals == [4.0]  # the bound children did the counting

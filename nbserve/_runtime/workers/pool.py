@@ -22,6 +22,7 @@ import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Literal
 
+from nbserve._runtime.executor import root_args
 from nbserve._runtime.placement import (
     Device,
     WorkerPlacement,
@@ -387,8 +388,8 @@ class ProcessExecutor:
 
 def _positional(api: APIMethod[..., Any], kwargs: dict[str, Any]) -> dict[str, Any]:
     """A root input is positional-only: it travels as `__args__` (see `entry.Worker.bind`)."""
-    if api.input.root:
-        kwargs["__args__"] = (kwargs.pop(api.input.fields[0]),)
+    if args := root_args(api, kwargs):
+        kwargs["__args__"] = args
     return kwargs
 
 
