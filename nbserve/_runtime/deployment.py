@@ -112,7 +112,9 @@ class Deployment:
             },
             runner_name=service.name,
         )
-        self.batchers: dict[str, Batcher] = dict(batchers_for(service, self.executor, self.metrics))
+        self.batchers: dict[str, Batcher] = dict(
+            batchers_for(service, self.executor, self.metrics, log.logger)
+        )
         self.system_routes: dict[str, type[SystemHandler]] = system_routes(self.prefix)
         self.system_cache: dict[str, bytes] = {}
         """Bodies of the system routes that never change (schema, OpenAPI, docs page)."""
