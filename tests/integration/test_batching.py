@@ -201,13 +201,18 @@ def test_a_request_with_rows_of_the_wrong_width_fails_alone(workers: int | None)
 def test_a_0d_value_for_a_batchable_array_is_a_400_naming_the_field_and_batch_dim(
     workers: int | None,
 ) -> None:
-    with running_service(Slow, workers=workers) as handle, httpx.Client(base_url=handle.url) as client:
+    with (
+        running_service(Slow, workers=workers) as handle,
+        httpx.Client(base_url=handle.url) as client,
+    ):
         reply = client.post("/project", json={"x": 3})
     assert reply.status_code == 400
     body = reply.json()
-    assert "'x'" in body["error"] and "batch_dim=0" in body["error"]
+    assert "'x'" in body["error"]
+    assert "batch_dim=0" in body["error"]
     assert '{"x": [[1.0, 2.0]]}' in body["error"]  # the fix, as an example
-    assert body["detail"][0]["loc"] == ["x"] and body["detail"][0]["type"] == "batch_dim"
+    assert body["detail"][0]["loc"] == ["x"]
+    assert body["detail"][0]["type"] == "batch_dim"
 
 
 def test_a_full_queue_sheds_503s_that_name_the_cause_and_show_in_metrics_and_logs() -> None:
@@ -231,5 +236,6 @@ def test_a_full_queue_sheds_503s_that_name_the_cause_and_show_in_metrics_and_log
         r'nbserve_batch_shed_total{[^}]*method_name="one_at_a_time"[^}]*reason="queue_full"[^}]*} (\S+)',
         metrics,
     )
-    assert counted is not None and float(counted.group(1)) == shed
+    assert counted is not None
+    assert float(counted.group(1)) == shed
     assert any("503 for a request to one_at_a_time" in line for line in logs), logs
