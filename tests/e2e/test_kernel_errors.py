@@ -104,6 +104,24 @@ def test_a_failed_rerun_shows_the_users_frames_and_what_keeps_serving(kernel: Ke
     assert '"status": 200' in outputs[0]["text"]
 
 
+def test_a_failed_rerun_with_workers_shows_the_workers_frames_of_the_users_code(
+    kernel: Kernel,
+) -> None:
+    assert errors(kernel.run(model("WorkerRerun", "--no-display --workers 1"))) == []
+    broken = model(
+        "WorkerRerun",
+        "--no-display --workers 1",
+        init="\n        raise RuntimeError('no model file')",
+    )
+    (error,) = errors(kernel.run(broken))
+    assert error["ename"] == "WorkerError"
+    text = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(error["traceback"]))
+    assert "RuntimeError: no model file" in text
+    assert re.search(r'File "[^"]+", line 7, in __init__', text)  # the user's line, from the worker
+    assert "nbserve/_runtime" not in text
+    assert "keeps serving at" in text
+
+
 def test_a_failed_first_run_says_nothing_is_serving(kernel: Kernel, tmp_path: Path) -> None:
     broken = model("Never", "--no-display", init="\n        raise RuntimeError('no model file')")
     (error,) = errors(kernel.run(broken))

@@ -283,6 +283,7 @@ class ProcessExecutor:
                 f"{self.service.name}.__init__ failed in worker {slot.index}: {msg['error']}"
             )
             self.logger.error("%s\n%s", process.init_error, msg["traceback"].rstrip())
+            process.init_traceback = msg["traceback"].rstrip()
 
     def _on_eof(self, slot: Slot, process: WorkerProcess) -> None:
         if slot.process is process and not process.reaping:
@@ -338,6 +339,7 @@ class ProcessExecutor:
             self.router.wake_all()
         elif all(s.state in ("failed", "stopped") for s in self.slots):
             error = WorkerError(self._failure_text())
+            _note_init_traceback(error, self.slots)
             if first is not None and not first.done():
                 first.set_exception(error)
             self.router.fail_waiters(WorkerError(str(error)))
@@ -397,6 +399,16 @@ def _positional(api: APIMethod[..., Any], kwargs: dict[str, Any]) -> dict[str, A
     if args := root_args(api, kwargs):
         kwargs["__args__"] = args
     return kwargs
+
+
+def _note_init_traceback(error: WorkerError, slots: list[Slot]) -> None:
+    """Attach the worker's `__init__` traceback (text: its frames are in another process), so
+    whoever shows the error (the notebook trims it to the user's frames) can show the cause."""
+    for slot in slots:
+        process = slot.process
+        if process is not None and process.init_traceback and hasattr(error, "add_note"):
+            error.add_note(f"{process.init_error or 'in the worker'}:\n{process.init_traceback}")
+            return
 
 
 def _start_progress(slot: Slot) -> dict[str, Any]:

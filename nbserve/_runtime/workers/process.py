@@ -171,6 +171,8 @@ class WorkerProcess:
         """The last lines the worker printed (for crash reports)."""
         self.init_error: str | None = None
         """What `__init__` / `on_startup` raised, when the worker reported it."""
+        self.init_traceback: str | None = None
+        """Its traceback, as text (the frames were in the worker)."""
         self.reaping = False
 
     @property
