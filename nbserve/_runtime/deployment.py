@@ -83,6 +83,7 @@ class Deployment:
         log: ServiceLog,
         executor: Executor | None = None,
         workers: int | None = None,
+        debug: bool = False,
     ) -> None:
         config = service.config
         self.service = service
@@ -121,7 +122,10 @@ class Deployment:
         # `@task` APIs: their extra routes and the store of submitted tasks (tasks.py).
         self.task_routes: dict[str, TaskRoute] = task_routes(self.prefix, service.apis.values())
         self.tasks = TaskStore(
-            self.call, concurrency=task_concurrency(service, workers), logger=log.logger
+            self.call,
+            concurrency=task_concurrency(service, workers),
+            logger=log.logger,
+            expose_errors=debug,
         )
         self._started: asyncio.Future[None] | None = None
         self.started_at: float | None = None

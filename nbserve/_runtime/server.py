@@ -84,7 +84,7 @@ class Server:
         self.port: int = self._sockets[0].getsockname()[1]
         self.log = ServiceLog(self.name)
         try:
-            self.deployment = Deployment(service, log=self.log, workers=workers)
+            self.deployment = Deployment(service, log=self.log, workers=workers, debug=debug)
         except BaseException:
             self.log.close()
             for sock in self._sockets:
@@ -324,7 +324,7 @@ class Server:
     async def _swap_locked(self, service: Service[Any], timeout: float) -> None:
         if self._starting is not None and not self._starting.done():
             await asyncio.wait({self._starting})
-        new = Deployment(service, log=self.log, workers=self.workers)
+        new = Deployment(service, log=self.log, workers=self.workers, debug=self.debug)
         await new.start()  # raises on failure, and the old deployment stays current
         old, self.deployment = self.deployment, new
         self.server_header = _server_header(service)
