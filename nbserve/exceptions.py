@@ -7,7 +7,7 @@ NbserveError (alias BentoMLException)       error_code: the HTTP status a client
  ├── UnprocessableEntity                     422
  ├── UnsupportedMediaType                    415
  ├── TooManyRequests                         429: over traffic.max_concurrency
- ├── ServiceUnavailable                      503: no live worker, batch deadline missed
+ ├── ServiceUnavailable                      503: no live worker, batch queue full
  ├── RequestTimeout                          504: over traffic.timeout
  ├── ServiceDefinitionError (also TypeError) a declaration is wrong, raised at decoration
  └── WorkerError                             a worker process failed

@@ -90,6 +90,11 @@ def register(commands: Any) -> argparse.ArgumentParser:
         help="require 'Authorization: Bearer TOKEN' (default: $NBSERVE_TOKEN, else none)",
     )
     parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="a 500's body names the exception's type and message (never the traceback); off by default, so clients learn nothing about the code",
+    )
+    parser.add_argument(
         "-v",
         "--verbose",
         action="count",
@@ -127,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
             workers=workers,
             token=args.token,
             max_body_size=args.max_body_size,
+            debug=args.debug,
         )
     except (OSError, ValueError) as exc:
         print(

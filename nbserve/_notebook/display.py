@@ -7,6 +7,12 @@
 - `text/html`: the browser-facing URL as a link, mode, state, version, and per-route request
   counts, error rate and p50/p95/p99 latency.
 
+While worker processes start, `%%serve` shows a `StartProgress` (each worker: started, loading,
+ready, with its CPU threads) under a display id of its own and updates it in place from the
+cell's thread as the workers get on; once the service runs, that output is emptied and the
+status takes over (its HTML lists the workers). Nothing of it is in the `text/plain` status,
+which must not depend on timing.
+
 Each service owns one display id. `%%serve` shows the status under that id; a swap, rollback,
 stop or `%serve status` re-renders every output with the id (`update_display_data`), so the
 cell that started the service always shows its current state. Updates are only ever sent from
@@ -17,11 +23,21 @@ whose output ipykernel 7 would attach to whatever cell runs next (jupyter.md §0
 from __future__ import annotations
 
 import html
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["ServiceList", "ServiceStatus", "show", "update"]
+__all__ = [
+    "ProgressDisplay",
+    "ServiceList",
+    "ServiceStatus",
+    "StartProgress",
+    "WorkerLine",
+    "show",
+    "update",
+    "worker_lines",
+]
 
 MimeBundle = dict[str, str]
 
@@ -51,6 +67,115 @@ class RouteStats:
 
 
 @dataclass(frozen=True)
+class WorkerLine:
+    """One worker process as shown: its index, phase (started / loading / ready / ...), CPU threads."""
+
+    index: int
+    phase: str
+    cpu_threads: int | None = None
+    restarts: int = 0
+    error: str | None = None
+
+    def text(self) -> str:
+        threads = f" ({self.cpu_threads} CPU thread{'s' if self.cpu_threads != 1 else ''})"
+        return f"worker {self.index} {self.phase}" + (threads if self.cpu_threads else "")
+
+
+def worker_lines(workers: Sequence[Mapping[str, Any]]) -> list[WorkerLine]:
+    """`ServiceHandle.workers()` as `WorkerLine`s."""
+    return [
+        WorkerLine(
+            index=int(w.get("index", i)),
+            phase=str(w.get("phase") or w.get("state") or "?"),
+            cpu_threads=w.get("cpu_threads") if isinstance(w.get("cpu_threads"), int) else None,
+            restarts=int(w.get("restarts", 0) or 0),
+            error=str(w["error"]) if w.get("error") else None,
+        )
+        for i, w in enumerate(workers)
+    ]
+
+
+_PHASE_COLOURS = {"ready": "#1a7f37", "failed": "#cf222e", "restarting": "#cf222e"}
+
+
+def _workers_html(workers: Sequence[WorkerLine]) -> str:
+    e = html.escape
+    items = []
+    for w in workers:
+        colour = _PHASE_COLOURS.get(w.phase, "#9a6700")
+        threads = (
+            f" · {w.cpu_threads} CPU thread{'s' if w.cpu_threads != 1 else ''}"
+            if w.cpu_threads
+            else ""
+        )
+        restarts = f" · {w.restarts} restart{'s' if w.restarts != 1 else ''}" if w.restarts else ""
+        error = f' <span style="opacity:.7">{e(w.error)}</span>' if w.error else ""
+        items.append(
+            f'<li>worker {w.index}: <span style="color:{colour};font-weight:600">{e(w.phase)}</span>'
+            f"{threads}{restarts}{error}</li>"
+        )
+    return f'<ul class="nbserve-workers" style="margin:2px 0">{"".join(items)}</ul>'
+
+
+@dataclass(frozen=True)
+class StartProgress:
+    """Worker processes starting: one line per worker, updated in place by `ProgressDisplay`."""
+
+    name: str
+    workers: Sequence[WorkerLine]
+
+    def text(self) -> str:
+        ready = sum(1 for w in self.workers if w.phase == "ready")
+        lines = "; ".join(w.text() for w in self.workers)
+        return f"nbserve service {self.name!r}: starting {len(self.workers)} workers ({ready} ready): {lines}"
+
+    def html(self) -> str:
+        return (
+            f'<div class="nbserve-progress"><b>nbserve</b> service <code>{html.escape(self.name)}</code>: '
+            f"starting {len(self.workers)} workers{_workers_html(self.workers)}</div>"
+        )
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> MimeBundle:
+        return {"text/plain": self.text(), "text/html": self.html()}
+
+    def __repr__(self) -> str:
+        return self.text()
+
+
+class _Cleared:
+    """An empty output: what a finished progress display becomes."""
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> MimeBundle:
+        return {"text/plain": "", "text/html": ""}
+
+
+class ProgressDisplay:
+    """`%%serve`'s start progress: shown on the first report, updated in place, emptied at the end.
+
+    Called from the cell's own thread (the registry's wait loop), never from a server thread.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.display_id = f"nbserve-progress-{uuid.uuid4().hex}"
+        self.shown = False
+        self.updates = 0
+
+    def __call__(self, workers: list[dict[str, Any]]) -> None:
+        progress = StartProgress(self.name, worker_lines(workers))
+        if not self.shown:
+            show(progress, self.display_id)
+            self.shown = True
+        else:
+            update(progress, self.display_id)
+        self.updates += 1
+
+    def close(self) -> None:
+        if self.shown:
+            update(_Cleared(), self.display_id)
+
+
+@dataclass(frozen=True)
 class ServiceStatus:
     """A snapshot of one service for display; build it with `LiveService.status()`."""
 
@@ -63,6 +188,8 @@ class ServiceStatus:
     version: int = 1
     token_required: bool = False
     stats: Sequence[RouteStats] = field(default_factory=tuple)
+    workers: Sequence[WorkerLine] = field(default_factory=tuple)
+    """Worker processes (HTML only: their phases depend on timing, the text must not)."""
 
     def text(self) -> str:
         routes = " ".join(self.routes) if self.routes else "(none)"
@@ -82,6 +209,8 @@ class ServiceStatus:
             f'<span style="color:{colour};font-weight:600">{e(self.state)}</span> · {e(self.mode)}'
             f" · version {self.version}{token}</div>"
         )
+        if self.workers and self.state in ("running", "starting"):
+            head += _workers_html(self.workers)
         rows = "".join(_html_row(self._stats_for(route)) for route in self.routes)
         table = (
             '<table class="nbserve-routes" style="margin-top:4px"><thead><tr>'
@@ -168,7 +297,9 @@ def route_stats(stats: Mapping[str, Mapping[str, Any]]) -> list[RouteStats]:
     return out
 
 
-def show(status: ServiceStatus | ServiceList, display_id: str | None = None) -> None:
+def show(
+    status: ServiceStatus | ServiceList | StartProgress, display_id: str | None = None
+) -> None:
     """Display `status` in the current cell (under `display_id`, so later updates reach it)."""
     from IPython import display as ipy_display
 
@@ -176,7 +307,7 @@ def show(status: ServiceStatus | ServiceList, display_id: str | None = None) -> 
     show_(status, display_id=display_id)
 
 
-def update(status: ServiceStatus, display_id: str) -> None:
+def update(status: ServiceStatus | StartProgress | _Cleared, display_id: str) -> None:
     """Re-render every output shown under `display_id`, wherever its cell is (kernels only).
 
     A terminal shell has no outputs to update and would print the status again instead.

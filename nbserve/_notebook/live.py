@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from nbserve._notebook import discovery
-from nbserve._notebook.display import ServiceStatus, route_stats
+from nbserve._notebook.display import ServiceStatus, route_stats, worker_lines
 from nbserve._notebook.urls import public_url
 
 if TYPE_CHECKING:
@@ -167,6 +167,10 @@ class LiveService:
             stats = route_stats(self.handle.stats())
         except Exception:  # a stopped or failed server may have no numbers: show none
             stats = []
+        try:
+            workers = worker_lines(self.handle.workers())
+        except Exception:  # a server torn down meanwhile: no workers to show
+            workers = []
         return ServiceStatus(
             name=self.name,
             state=self.state,
@@ -177,6 +181,7 @@ class LiveService:
             version=self._versions[-1].number,
             token_required=self.token is not None,
             stats=stats,
+            workers=workers,
         )
 
     def refresh_display(self) -> None:

@@ -20,6 +20,7 @@ from IPython.core.magic import Magics
 
 from nbserve._notebook import display
 from nbserve._notebook.cell import CellServiceError, choose_service, run_cell
+from nbserve._notebook.failures import for_the_user
 from nbserve._notebook.live import ServeOptions
 from nbserve._notebook.registry import REGISTRY, RollbackError, UnknownServiceError
 
@@ -239,11 +240,19 @@ class ServeMagics(Magics):
             host=args.host, port=args.port, workers=args.workers, token=args.token
         )
         name = args.name or service.name
+        progress = None if args.no_display else display.ProgressDisplay(name)  # workers only
         try:
-            entry = REGISTRY.serve(service, name=name, source=cell, options=options)
+            entry = REGISTRY.serve(
+                service, name=name, source=cell, options=options, on_progress=progress
+            )
         except OSError as exc:
             msg = f"cannot serve {name!r} on {args.host}:{args.port}: {exc.strerror or exc}; pick another --port, or --port 0 for a free one"
             raise UsageError(msg) from None
+        except Exception as exc:  # __init__ / on_startup failed: the user's frames, what serves now
+            raise for_the_user(exc, name, REGISTRY)  # noqa: B904  # the same exception, trimmed
+        finally:
+            if progress is not None:
+                progress.close()
         status = entry.status()
         if len(entry.versions) > 1:  # a swap: refresh this service's other outputs (%serve status)
             display.update(status, entry.display_id)

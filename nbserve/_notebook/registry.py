@@ -25,6 +25,7 @@ import logging
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from nbserve._notebook import discovery
@@ -37,6 +38,10 @@ if TYPE_CHECKING:
 __all__ = ["REGISTRY", "Registry", "RollbackError", "UnknownServiceError"]
 
 log = logging.getLogger("nbserve.notebook")
+
+Progress = Callable[[list[dict[str, Any]]], None]
+"""Told each worker's status (`ServiceHandle.workers()`) while a server starts, when it changes."""
+_PROGRESS_POLL_S = 0.2
 
 # Kernel shutdown: jupyter_client kills a kernel that has not exited 5 s after the shutdown
 # request (`shutdown_wait_time`), so every service together gets less than that.
@@ -55,7 +60,12 @@ class RollbackError(ValueError):
 
 
 def _start(
-    service: Service[Any], name: str, options: ServeOptions, token: str | None, port: int
+    service: Service[Any],
+    name: str,
+    options: ServeOptions,
+    token: str | None,
+    port: int,
+    on_progress: Progress | None = None,
 ) -> ServiceHandle:
     from nbserve._runtime.server import serve
 
@@ -65,11 +75,32 @@ def _start(
     try:
         # No timeout: the cell runs until the model has loaded, as a plain loading cell would,
         # and an interrupt (KeyboardInterrupt) stops the half-started server here.
-        handle.wait_ready(timeout=None)
+        _wait_ready(handle, on_progress)
     except BaseException:
         handle.stop(timeout=5)
         raise
     return handle
+
+
+def _wait_ready(handle: ServiceHandle, on_progress: Progress | None) -> None:
+    """`handle.wait_ready()`, telling `on_progress` how the workers get on meanwhile (this thread)."""
+    if on_progress is None:
+        handle.wait_ready(timeout=None)
+        return
+    shown: list[dict[str, Any]] | None = None
+    while True:
+        workers = handle.workers()
+        if workers and workers != shown:
+            on_progress(workers)
+            shown = workers
+        try:
+            handle.wait_ready(timeout=_PROGRESS_POLL_S)
+        except TimeoutError:
+            continue
+        break
+    workers = handle.workers()
+    if workers and workers != shown:
+        on_progress(workers)
 
 
 def _new_token(mode: TokenMode) -> str | None:
@@ -109,15 +140,19 @@ class Registry:
         name: str | None = None,
         source: str | None = None,
         options: ServeOptions | None = None,
+        on_progress: Progress | None = None,
     ) -> LiveService:
-        """Start `service` as `name`, or swap it into the running service of that name."""
+        """Start `service` as `name`, or swap it into the running service of that name.
+
+        `on_progress` is told each worker's status while a new server starts (see `_wait_ready`).
+        """
         name = name or service.name
         options = options or ServeOptions()
         with self._ops:
             self.install_atexit()
             entry = self.services().get(name)
             if entry is None:
-                return self._start_new(service, name, source, options)
+                return self._start_new(service, name, source, options, on_progress)
             token = (
                 entry.token if options.token == entry.options.token else _new_token(options.token)
             )
@@ -126,7 +161,7 @@ class Registry:
             ):
                 entry.handle.swap(service)  # raises if the new version fails; the old one serves on
             else:
-                self._restart(entry, service, options, token)
+                self._restart(entry, service, options, token, on_progress)
             entry.options, entry.token = options, token
             number = entry._versions[-1].number + 1
             entry._versions.append(Version(number, source, service, time.time()))
@@ -135,10 +170,15 @@ class Registry:
             return entry
 
     def _start_new(
-        self, service: Service[Any], name: str, source: str | None, options: ServeOptions
+        self,
+        service: Service[Any],
+        name: str,
+        source: str | None,
+        options: ServeOptions,
+        on_progress: Progress | None = None,
     ) -> LiveService:
         token = _new_token(options.token)
-        handle = _start(service, name, options, token, options.port)
+        handle = _start(service, name, options, token, options.port, on_progress)
         try:
             entry = LiveService(
                 name, handle, Version(1, source, service, time.time()), options, token, self
@@ -153,7 +193,12 @@ class Registry:
         return entry
 
     def _restart(
-        self, entry: LiveService, service: Service[Any], options: ServeOptions, token: str | None
+        self,
+        entry: LiveService,
+        service: Service[Any],
+        options: ServeOptions,
+        token: str | None,
+        on_progress: Progress | None = None,
     ) -> None:
         """Replace `entry`'s server with a new one, on the same port unless another was asked for.
 
@@ -165,11 +210,11 @@ class Registry:
         entry.handle.stop(timeout=30)
         try:
             try:
-                handle = _start(service, entry.name, options, token, port)
+                handle = _start(service, entry.name, options, token, port, on_progress)
             except OSError:
                 if options.port:
                     raise
-                handle = _start(service, entry.name, options, token, 0)
+                handle = _start(service, entry.name, options, token, 0, on_progress)
             try:
                 entry.use(handle)
             except BaseException:

@@ -83,6 +83,7 @@ class Deployment:
         log: ServiceLog,
         executor: Executor | None = None,
         workers: int | None = None,
+        debug: bool = False,
     ) -> None:
         config = service.config
         self.service = service
@@ -112,14 +113,19 @@ class Deployment:
             },
             runner_name=service.name,
         )
-        self.batchers: dict[str, Batcher] = dict(batchers_for(service, self.executor, self.metrics))
+        self.batchers: dict[str, Batcher] = dict(
+            batchers_for(service, self.executor, self.metrics, log.logger)
+        )
         self.system_routes: dict[str, type[SystemHandler]] = system_routes(self.prefix)
         self.system_cache: dict[str, bytes] = {}
         """Bodies of the system routes that never change (schema, OpenAPI, docs page)."""
         # `@task` APIs: their extra routes and the store of submitted tasks (tasks.py).
         self.task_routes: dict[str, TaskRoute] = task_routes(self.prefix, service.apis.values())
         self.tasks = TaskStore(
-            self.call, concurrency=task_concurrency(service, workers), logger=log.logger
+            self.call,
+            concurrency=task_concurrency(service, workers),
+            logger=log.logger,
+            expose_errors=debug,
         )
         self._started: asyncio.Future[None] | None = None
         self.started_at: float | None = None

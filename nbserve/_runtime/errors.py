@@ -11,6 +11,12 @@ are meant for the client, so they are sent as they are. Any other exception, and
 the request id, and the traceback goes to the service log under that id (BentoML hides 5xx
 messages the same way, but gives the client nothing to quote, §2.5).
 
+Except for the person who wrote the bug: when the server runs inside a notebook kernel (or
+with `nbserve serve --debug`), the 500's body also carries the exception's type and message,
+`"ValueError: X has 2 features, but ... (request id ...)"`, so the client and the request tester
+show what went wrong without a trip to `%serve logs`. Never the traceback: frames, paths and
+locals stay in the log. A served bento or `nbserve serve` keeps hiding it by default.
+
 Every response carries `X-Request-ID`: the client's own when it sent a well-formed one (so a
 gateway's id flows through), else a fresh 16-hex-digit id.
 """
@@ -20,13 +26,14 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sys
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
 import tornado.web
 
 from nbserve._runtime.auth import authorized
-from nbserve.exceptions import NbserveError
+from nbserve.exceptions import NbserveError, WorkerError
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -40,6 +47,7 @@ __all__ = [
     "TooLargeHandler",
     "error_body",
     "error_for",
+    "in_notebook_kernel",
     "new_request_id",
     "reply_too_large",
 ]
@@ -77,10 +85,26 @@ def error_body(message: str, detail: Any = None) -> bytes:
         return orjson.dumps({"error": message, "detail": str(detail)})
 
 
-def error_for(exc: BaseException, request_id: str) -> tuple[int, str, Any, bool]:
+_MAX_SHOWN = 2000
+"""Characters of an exception's message a 500 shows (a message may hold a whole array's repr)."""
+
+
+def in_notebook_kernel() -> bool:
+    """Whether this process is a Jupyter kernel (ipykernel), where the server's user is at hand."""
+    if "ipykernel" not in sys.modules:
+        return False
+    from IPython import get_ipython
+
+    return getattr(get_ipython(), "kernel", None) is not None
+
+
+def error_for(
+    exc: BaseException, request_id: str, *, expose: bool = False
+) -> tuple[int, str, Any, bool]:
     """(status, message, detail, is_bug) for an exception raised while serving a request.
 
-    `is_bug` means: hide the message from the client and log the traceback.
+    `is_bug` means: log the traceback, and tell the client only the request id, or, with
+    `expose` (a server in a notebook kernel, `--debug`), the exception's type and message too.
     """
     if isinstance(exc, NbserveError):
         status = exc.error_code if 400 <= exc.error_code <= 599 else 500
@@ -88,8 +112,23 @@ def error_for(exc: BaseException, request_id: str) -> tuple[int, str, Any, bool]
             return status, exc.message or _REASONS.get(status, "Error"), exc.detail, False
     elif isinstance(exc, tornado.web.HTTPError) and exc.status_code < 500:
         return exc.status_code, exc.reason or _REASONS.get(exc.status_code, "Error"), None, False
+    if expose:
+        return 500, *_exposed(exc, request_id), True
     message = f"{GENERIC_MESSAGE} (request id {request_id})"
     return 500, message, {"request_id": request_id}, True
+
+
+def _exposed(exc: BaseException, request_id: str) -> tuple[str, dict[str, str]]:
+    """`"ValueError: <message> (request id ...)"` and a detail with the parts; no traceback."""
+    text = str(exc)
+    if len(text) > _MAX_SHOWN:
+        text = text[:_MAX_SHOWN] + f"... ({len(text) - _MAX_SHOWN} more characters in the log)"
+    kind = type(exc).__name__
+    # A worker's exception that could not be pickled arrives as a WorkerError whose text
+    # already says "worker N: ValueError: ...".
+    shown = text if isinstance(exc, WorkerError) else f"{kind}: {text}" if text else kind
+    detail = {"request_id": request_id, "exception": kind, "message": text}
+    return f"{shown} (request id {request_id})", detail
 
 
 class BaseHandler(tornado.web.RequestHandler):
@@ -143,7 +182,9 @@ class BaseHandler(tornado.web.RequestHandler):
         """Tornado's own errors (405, a failed body read, an uncaught exception) as JSON."""
         exc_info = kwargs.get("exc_info")
         if exc_info is not None and not isinstance(exc_info[1], tornado.web.HTTPError):
-            status, message, detail, _ = error_for(exc_info[1], self.request_id)
+            status, message, detail, _ = error_for(
+                exc_info[1], self.request_id, expose=self.server.debug
+            )
         else:
             status = status_code
             message = _REASONS.get(status_code, self._reason)

@@ -93,6 +93,12 @@ class ServiceHandle:
         """Per route: count, errors, p50/p95/p99 latency in ms (over the last 2048 requests)."""
         return self._server.stats()
 
+    def workers(self) -> list[dict[str, Any]]:
+        """Each worker process of the current version: index, state, `phase` (started / loading /
+        ready while starting), pid, devices, `cpu_threads`, restarts, last error. Empty inline."""
+        status = getattr(self._server.deployment.executor, "status", None)
+        return list(status()) if callable(status) else []
+
     def logs(self, n: int = 50) -> list[str]:
         """The last `n` lines of the service's log (errors with request ids, lifecycle events)."""
         return self._server.log.tail(n)

@@ -244,7 +244,7 @@ class APIHandler(BaseHandler):
         return self.get_status()
 
     def _reply_exception(self, exc: BaseException) -> int:
-        status, message, detail, is_bug = error_for(exc, self.request_id)
+        status, message, detail, is_bug = error_for(exc, self.request_id, expose=self.server.debug)
         if is_bug:
             self.server.log.logger.error(
                 "request %s: %s %s raised %s",
@@ -309,7 +309,7 @@ class APIHandler(BaseHandler):
         return self.get_status()
 
     def _fail_stream(self, exc: Exception, sse: bool) -> int:
-        status, message, detail, _ = error_for(exc, self.request_id)
+        status, message, detail, _ = error_for(exc, self.request_id, expose=self.server.debug)
         self.server.log.logger.error(
             "request %s: stream %s failed after it started",
             self.request_id,

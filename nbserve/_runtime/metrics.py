@@ -3,7 +3,8 @@
 Dashboards and alerts written for BentoML 1.4 keep working: the names, label sets and duration
 buckets are those of BentoML's `RunnerTrafficMetricsMiddleware` (namespace `bentoml_service`)
 and of its adaptive-batching histogram (`_bentoml_impl/server/app.py`). nbserve adds one metric
-of its own, `nbserve_batch_queue_wait_seconds`.
+of its own, `nbserve_batch_queue_wait_seconds` and `nbserve_batch_shed_total` (requests the
+batch queue turned away with 503, by reason).
 
 Design notes:
 - Each `ServiceMetrics` owns a `CollectorRegistry`, so several services served from one notebook
@@ -145,6 +146,14 @@ class ServiceMetrics:
             registry=self.registry,
             buckets=QUEUE_WAIT_BUCKETS,
         )
+        self._shed = Counter(
+            "nbserve_batch_shed_total",
+            "Requests to a batchable API turned away with 503 (reason: queue_full, stopping)",
+            ("service_name", "service_version", "method_name", "reason"),
+            registry=self.registry,
+        )
+        for api in max_batch_size or {}:  # a zero sample, so rate() works before the first shed
+            self._shed.labels(service_name, service_version, api, "queue_full")
         # Bound label children, keyed by what varies per call (see the module docstring).
         self._started: dict[str, Gauge] = {}
         self._finished: dict[tuple[str, int], tuple[Counter, Histogram, Gauge]] = {}
@@ -218,6 +227,10 @@ class ServiceMetrics:
         batch_size, queue_wait = children
         batch_size.observe(size)
         queue_wait.observe(queue_wait_s if queue_wait_s > 0 else 0.0)
+
+    def observe_shed(self, api: str, reason: str) -> None:
+        """A request to batchable API `api` got 503 without being run (`reason`: why)."""
+        self._shed.labels(self.service_name, self.service_version, api, reason).inc()
 
     # --- scrape -----------------------------------------------------------------------------
     def render(self) -> tuple[bytes, str]:

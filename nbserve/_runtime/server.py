@@ -60,6 +60,7 @@ class Server:
         token: str | None = None,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
         name: str | None = None,
+        debug: bool = False,
     ) -> None:
         if (
             isinstance(max_body_size, bool)
@@ -75,13 +76,15 @@ class Server:
         self.host = host
         self.token = token
         self.max_body_size = max_body_size
+        self.debug = debug
+        """A 500's body names the exception's type and message (errors.py); never the traceback."""
         self.workers = workers
         self.server_header = _server_header(service)
         self._sockets = bind_sockets(port, host)  # port in use: raises here
         self.port: int = self._sockets[0].getsockname()[1]
         self.log = ServiceLog(self.name)
         try:
-            self.deployment = Deployment(service, log=self.log, workers=workers)
+            self.deployment = Deployment(service, log=self.log, workers=workers, debug=debug)
         except BaseException:
             self.log.close()
             for sock in self._sockets:
@@ -321,7 +324,7 @@ class Server:
     async def _swap_locked(self, service: Service[Any], timeout: float) -> None:
         if self._starting is not None and not self._starting.done():
             await asyncio.wait({self._starting})
-        new = Deployment(service, log=self.log, workers=self.workers)
+        new = Deployment(service, log=self.log, workers=self.workers, debug=self.debug)
         await new.start()  # raises on failure, and the old deployment stays current
         old, self.deployment = self.deployment, new
         self.server_header = _server_header(service)
@@ -355,13 +358,20 @@ def serve(
     token: str | None = None,
     max_body_size: int = DEFAULT_MAX_BODY_SIZE,
     name: str | None = None,
+    debug: bool | None = None,
 ) -> ServiceHandle:
     """Serve `service` over HTTP from a background thread and return its handle at once.
 
     `port=0` picks a free port (`handle.port`). `workers=None` runs the instance in this
     process; `token` requires `Authorization: Bearer <token>` on every route but the probes;
-    bodies over `max_body_size` bytes get a 413.
+    bodies over `max_body_size` bytes get a 413. `debug`: a 500 tells the client the
+    exception's type and message (never the traceback); by default, only inside a Jupyter
+    kernel, where the client is the person who wrote the service.
     """
+    if debug is None:
+        from nbserve._runtime.errors import in_notebook_kernel
+
+        debug = in_notebook_kernel()
     server = Server(
         as_service(service),
         host=host,
@@ -370,6 +380,7 @@ def serve(
         token=token,
         max_body_size=max_body_size,
         name=name,
+        debug=debug,
     )
     server.start()
     return ServiceHandle(server)

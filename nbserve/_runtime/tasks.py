@@ -164,8 +164,11 @@ class TaskStore:
         max_finished: int = MAX_FINISHED,
         max_unfinished: int = MAX_UNFINISHED,
         max_bytes: int = MAX_BYTES,
+        expose_errors: bool = False,
     ) -> None:
         self._call = call
+        self.expose_errors = expose_errors
+        """A failed task's 500 names the exception (a server in a kernel, `--debug`; errors.py)."""
         self.concurrency = concurrency
         self._logger = logger
         self.retention_s = retention_s
@@ -285,7 +288,7 @@ class TaskStore:
 
     def _failure(self, record: TaskRecord, exc: Exception) -> TaskResult:
         request_id = record.request.request_id
-        status, message, detail, is_bug = error_for(exc, request_id)
+        status, message, detail, is_bug = error_for(exc, request_id, expose=self.expose_errors)
         if is_bug:
             self._logger.error(
                 "task %s of %s (request %s) raised %s",

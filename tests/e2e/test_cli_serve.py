@@ -212,3 +212,25 @@ def test_version_and_help() -> None:
         timeout=60,
     )
     assert "--timeout-graceful" in helped.stdout
+
+
+@pytest.mark.parametrize("debug", [False, True], ids=["default", "debug"])
+def test_a_500_names_the_exception_only_with_debug(
+    tmp_path: Path, served: list[Served], debug: bool
+) -> None:
+    (tmp_path / "buggy.py").write_text(
+        "import nbserve\n"
+        "@nbserve.service\nclass Buggy:\n"
+        "    @nbserve.api\n    def f(self) -> int:\n        raise ValueError('secret detail')\n"
+    )
+    proc = Served(
+        ["buggy.py", "--port", "0", *(["--debug"] if debug else [])], tmp_path, tmp_path / "m"
+    )
+    served.append(proc)
+    _, url, _ = proc.ready_line().groups()
+    reply = httpx.post(url + "/f", json={})
+    assert reply.status_code == 500
+    assert ("ValueError: secret detail" in reply.text) is debug
+    assert "Traceback" not in reply.text
+    proc.process.terminate()
+    assert proc.finish() == 0

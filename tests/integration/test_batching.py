@@ -1,5 +1,7 @@
 """Adaptive batching over HTTP: batches form under load, callers get their own rows, lone requests
-are not held, oversized requests are split, every container type crosses, overload gets 503."""
+are not held, oversized requests are split, every container type crosses, a slow model with a
+small `max_latency_ms` serves every request, a bad request fails alone, a full queue sheds 503s
+that show in /metrics and the log."""
 
 from __future__ import annotations
 
@@ -53,10 +55,23 @@ class Batched:
 
 @nbserve.service
 class Slow:
-    @nbserve.api(batchable=True, max_batch_size=2, max_latency_ms=150)
-    def slow(self, x: list[int]) -> list[int]:
+    """Issue 8's scenario: batches far slower than max_latency_ms; each row says its batch's size."""
+
+    @nbserve.api(batchable=True, max_batch_size=32, max_latency_ms=5)
+    def slow(self, x: np.ndarray) -> np.ndarray:
         time.sleep(0.05)
+        return np.full((len(x), 1), len(x))
+
+    @nbserve.api(batchable=True, max_batch_size=1)
+    def one_at_a_time(self, x: list[int]) -> list[int]:
+        time.sleep(0.2)
         return x
+
+    @nbserve.api(batchable=True, max_batch_size=16)
+    def project(self, x: np.ndarray) -> np.ndarray:
+        """No Shape validator: a row of the wrong width reaches the model (and the merge)."""
+        time.sleep(0.01)
+        return x @ np.array([[1.0], [10.0]])
 
 
 def batch_stats(client: httpx.Client, method: str) -> tuple[float, float]:
@@ -155,15 +170,72 @@ def test_every_container_type_is_merged_and_split_through_a_worker() -> None:
             assert batch_stats(client, "frame")[0] == sum(len(b["df"]) for b in frames)
 
 
-def test_overload_gets_a_quick_503_not_a_long_wait() -> None:
+@pytest.mark.parametrize("workers", [None, 2], ids=["inline", "2-workers"])
+def test_a_slow_model_with_a_small_max_latency_serves_every_request_in_batches(
+    workers: int | None,
+) -> None:
+    with running_service(Slow, workers=workers) as handle:
+        replies = hammer(handle.url, "/slow", [{"x": [[i, 1.0]]} for i in range(24)], threads=8)
+    assert [r.status_code for r in replies] == [200] * 24
+    batch_sizes = [r.json()[0][0] for r in replies]
+    assert max(batch_sizes) > 1  # batched, not one call per request
+
+
+@pytest.mark.parametrize("workers", [None, 1], ids=["inline", "1-worker"])
+def test_a_request_with_rows_of_the_wrong_width_fails_alone(workers: int | None) -> None:
+    with running_service(Slow, workers=workers) as handle:
+        bodies = [{"x": [[i, 1.0, 5.0]] if i % 4 == 3 else [[i, 1.0]]} for i in range(24)]
+        replies = hammer(handle.url, "/project", bodies, threads=8)
+        with httpx.Client(base_url=handle.url) as client:
+            _, batches = batch_stats(client, "project")
+    for i, reply in enumerate(replies):
+        if i % 4 == 3:
+            assert reply.status_code == 500, reply.text
+        else:
+            assert reply.status_code == 200, reply.text
+            assert reply.json() == [[i + 10.0]]
+    assert batches < 24  # the good ones were still batched
+
+
+@pytest.mark.parametrize("workers", [None, 1], ids=["inline", "1-worker"])
+def test_a_0d_value_for_a_batchable_array_is_a_400_naming_the_field_and_batch_dim(
+    workers: int | None,
+) -> None:
+    with (
+        running_service(Slow, workers=workers) as handle,
+        httpx.Client(base_url=handle.url) as client,
+    ):
+        reply = client.post("/project", json={"x": 3})
+    assert reply.status_code == 400
+    body = reply.json()
+    assert "'x'" in body["error"]
+    assert "batch_dim=0" in body["error"]
+    assert '{"x": [[1.0, 2.0]]}' in body["error"]  # the fix, as an example
+    assert body["detail"][0]["loc"] == ["x"]
+    assert body["detail"][0]["type"] == "batch_dim"
+
+
+def test_a_full_queue_sheds_503s_that_name_the_cause_and_show_in_metrics_and_logs() -> None:
+    # max_batch_size=1 with one slot: the queue holds 16 rows; 24 clients at once overflow it.
     with running_service(Slow) as handle:
-        replies = hammer(handle.url, "/slow", [{"x": [i]} for i in range(40)], threads=20)
+        replies = hammer(handle.url, "/one_at_a_time", [{"x": [i]} for i in range(24)], threads=24)
+        with httpx.Client(base_url=handle.url) as client:
+            metrics = client.get("/metrics").text
+        logs = handle.logs(100)
     codes = [r.status_code for r in replies]
     assert set(codes) <= {200, 503}
-    assert codes.count(503) > 0
-    assert codes.count(200) > 0
+    shed = codes.count(503)
+    assert shed > 0
     for i, r in enumerate(replies):
         if r.status_code == 200:
             assert r.json() == [i]
         else:
-            assert "max_latency_ms=150" in r.json()["error"]
+            assert "the batch queue is full" in r.json()["error"]
+            assert r.json()["detail"] == {"reason": "queue_full"}
+    counted = re.search(
+        r'nbserve_batch_shed_total{[^}]*method_name="one_at_a_time"[^}]*reason="queue_full"[^}]*} (\S+)',
+        metrics,
+    )
+    assert counted is not None
+    assert float(counted.group(1)) == shed
+    assert any("503 for a request to one_at_a_time" in line for line in logs), logs

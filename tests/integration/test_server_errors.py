@@ -342,3 +342,34 @@ def test_token_guards_everything_but_the_probes() -> None:
         assert client.post("/secret", headers={"Authorization": "Bearer tok"}).text == "s3cr3t"
         with handle.client() as ours:
             assert ours.secret() == "s3cr3t"
+
+
+@nbserve.service
+class Buggy:
+    @nbserve.api
+    def predict(self, rows: list[list[float]]) -> int:
+        raise ValueError(f"X has {len(rows[0])} features, but LogisticRegression is expecting 4")
+
+
+@pytest.mark.parametrize("debug", [False, True], ids=["default", "debug"])
+def test_a_500_names_the_exception_only_with_debug(debug: bool) -> None:
+    """`nbserve serve` and scripts hide the message; a kernel (tests/e2e) or `debug=True` show it."""
+    with running_service(Buggy, debug=debug) as handle:
+        reply = httpx.post(f"{handle.url}/predict", json={"rows": [[1.0, 2.0]]})
+        logs = "\n".join(handle.logs())
+    assert reply.status_code == 500
+    body = reply.json()
+    request_id = reply.headers["X-Request-ID"]
+    assert body["detail"]["request_id"] == request_id
+    if debug:
+        assert body["error"] == (
+            "ValueError: X has 2 features, but LogisticRegression is expecting 4"
+            f" (request id {request_id})"
+        )
+        assert body["detail"]["exception"] == "ValueError"
+        assert "Traceback" not in reply.text
+    else:
+        assert "LogisticRegression" not in reply.text
+        assert body["error"].startswith("An unexpected error has occurred")
+    assert "Traceback" in logs  # the traceback is in the log either way
+    assert "LogisticRegression is expecting 4" in logs

@@ -234,6 +234,18 @@ def test_failed_tasks_replay_their_error(url: str, caplog: pytest.LogCaptureFixt
     assert logged[0].exc_info is not None
 
 
+def test_a_failed_task_names_its_exception_with_debug() -> None:
+    """As an API's 500 does (test_server_errors): in a kernel, or with `debug=True`."""
+    with running_service(Jobs, debug=True) as handle:
+        boom = submit(handle.url, "fail", json={"kind": "boom"})["task_id"]
+        wait_for(handle.url, "fail", boom, "failed")
+        replay = httpx.get(f"{handle.url}/fail/get", params={"task_id": boom})
+    body = error(replay, 500)
+    assert body["error"].startswith("RuntimeError: secret-task-detail")
+    assert body["detail"]["exception"] == "RuntimeError"
+    assert "Traceback" not in replay.text
+
+
 def test_bad_body_is_400_at_submit(url: str) -> None:
     response = httpx.post(f"{url}/double/submit", json={"x": "many"})
     error(response, 400, "field 'x'")

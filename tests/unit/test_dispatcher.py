@@ -1,4 +1,4 @@
-"""The adaptive dispatcher against a fake `run_batch`: batching, splitting, deadlines, failures."""
+"""The adaptive dispatcher against a fake `run_batch`: batching, splitting, waits, shedding, failures."""
 
 from __future__ import annotations
 
@@ -46,7 +46,6 @@ def dispatcher(model: FakeModel, **options: Any) -> Dispatcher:
 
 def assert_no_timers(d: Dispatcher) -> None:
     assert d._hold is None
-    assert d._expiry is None
 
 
 def test_a_lone_request_goes_out_at_once() -> None:
@@ -112,7 +111,7 @@ def test_rows_not_requests_are_counted_and_a_tail_keeps_its_place() -> None:
     run(scenario)
 
 
-def test_a_failing_batch_fails_only_its_own_requests() -> None:
+def test_a_failing_batch_falls_back_to_one_call_per_request_and_only_the_bad_one_fails() -> None:
     async def scenario() -> None:
         model = FakeModel(a=0.01)
         model.fail_on = 7
@@ -120,48 +119,120 @@ def test_a_failing_batch_fails_only_its_own_requests() -> None:
         results = await asyncio.gather(
             *(d.submit([v]) for v in (1, 7, 3, 4, 5)), return_exceptions=True
         )
-        # batches: [1], [7, 3], [4, 5]
-        assert model.batches == [1, 2, 2]
+        # batches: [1], [7, 3] fails, then [7] and [3] alone, then [4, 5]
+        assert model.batches == [1, 2, 1, 1, 2]
         assert isinstance(results[1], ValueError)
-        assert isinstance(results[2], ValueError)
-        assert [list(results[i]) for i in (0, 3, 4)] == [[2], [8], [10]]  # type: ignore[call-overload]
+        assert [list(results[i]) for i in (0, 2, 3, 4)] == [[2], [6], [8], [10]]  # type: ignore[call-overload]
+        assert d.fallbacks == 1
 
     run(scenario)
 
 
-def test_a_request_queued_past_its_deadline_gets_503() -> None:
+def test_requests_that_cannot_be_merged_run_one_by_one() -> None:
     async def scenario() -> None:
-        model = FakeModel(a=0.3)
-        d = dispatcher(model, max_latency_ms=50)
-        first = asyncio.ensure_future(d.submit([1]))
+        model = FakeModel(a=0.01)
+        d = dispatcher(model)
+        busy = asyncio.ensure_future(d.submit(np.ones((1, 2))))
         await asyncio.sleep(0)
-        with pytest.raises(ServiceUnavailable, match="no worker was free within max_latency_ms=50"):
-            await d.submit([2])
-        assert not first.done()  # failed at its deadline, not when the slot freed
-        assert list(await first) == [2]
-        assert d.expired == 1
+        # queued while the slot is busy: rows of width 2, 3 and 2 cannot be concatenated
+        outs = await asyncio.gather(
+            d.submit(np.full((1, 2), 1.0)),
+            d.submit(np.full((2, 3), 2.0)),
+            d.submit(np.zeros((1, 2))),
+        )
+        await busy
+        assert [o.tolist() for o in outs] == [[[2.0, 2.0]], [[4.0] * 3] * 2, [[0.0, 0.0]]]
+        assert model.batches == [1, 1, 2, 1]
+        assert d.fallbacks == 1
+
+    run(scenario)
+
+
+def test_a_failure_of_the_machinery_is_not_retried_request_by_request() -> None:
+    async def scenario() -> None:
+        calls: list[int] = []
+
+        async def dead_worker(batch: Any) -> Any:
+            calls.append(len(batch))
+            await asyncio.sleep(0.01)
+            raise ServiceUnavailable("worker 0 died while handling this request")
+
+        d = Dispatcher(dead_worker, name="API 'x'", max_batch_size=8, max_latency_ms=20)
+        results = await asyncio.gather(*(d.submit([i]) for i in range(3)), return_exceptions=True)
+        assert all(isinstance(r, ServiceUnavailable) for r in results)
+        assert calls == [1, 2]
+        assert d.fallbacks == 0
+
+    run(scenario)
+
+
+def test_a_request_waits_for_a_busy_slot_past_max_latency_and_is_served() -> None:
+    async def scenario() -> None:
+        model = FakeModel(a=0.1)  # every batch takes five times max_latency_ms
+        d = dispatcher(model, max_latency_ms=20)
+        outs = await asyncio.gather(*(d.submit([i]) for i in range(8)))
+        assert [list(o) for o in outs] == [[2 * i] for i in range(8)]
+        assert model.batches == [1, 7]
+        for _ in range(3):  # and once the cost model knows batches are slow, still served
+            outs = await asyncio.gather(*(d.submit([i]) for i in range(8)))
+            assert [list(o) for o in outs] == [[2 * i] for i in range(8)]
+        assert d.shed == 0
         assert_no_timers(d)
 
     run(scenario)
 
 
-def test_overload_is_refused_at_once_when_the_deadline_cannot_be_met() -> None:
+def test_a_full_queue_sheds_with_a_503_that_names_the_queue() -> None:
     async def scenario() -> None:
         model = FakeModel(a=0.05)
-        d = dispatcher(model, max_latency_ms=80)
-        for _ in range(5):  # teach the cost model: 50 ms a batch
-            await d.submit([0])
-        busy = asyncio.ensure_future(d.submit([1]))
-        await asyncio.sleep(0.01)
+        shed: list[str] = []
+        d = dispatcher(
+            model, max_batch_size=2, max_queue_batches=1, on_shed=lambda r, m: shed.append(r)
+        )
+        assert d.queue_limit() == 2
+        busy = asyncio.ensure_future(d.submit([0]))
+        await asyncio.sleep(0)
+        queued = asyncio.ensure_future(d.submit([1, 2]))  # fills the queue: 2 rows
+        await asyncio.sleep(0)
         with pytest.raises(
-            ServiceUnavailable,
-            match=r"overloaded: this request would finish in about \d+ ms, past max_latency_ms=80",
-        ):
-            await d.submit([2])
-        # "At once": refused while the batch in flight (50 ms) still runs, not after a wait.
-        assert not busy.done()
-        assert d.rejected == 1
-        await busy
+            ServiceUnavailable, match=r"batch queue is full \(2 rows waiting, limit 2"
+        ) as info:
+            await d.submit([3])
+        assert info.value.detail == {"reason": "queue_full"}
+        assert shed == ["queue_full"]
+        assert d.shed == 1
+        assert not busy.done()  # turned away at once, not after a wait
+        assert [list(await busy), list(await queued)] == [[0], [2, 4]]
+
+    run(scenario)
+
+
+def test_a_request_bigger_than_the_queue_limit_is_taken_into_an_empty_queue() -> None:
+    async def scenario() -> None:
+        model = FakeModel()
+        d = dispatcher(model, max_batch_size=2, max_queue_batches=1)
+        assert list(await d.submit(list(range(5)))) == [0, 2, 4, 6, 8]
+        assert model.batches == [2, 2, 1]
+
+    run(scenario)
+
+
+def test_a_hold_for_more_rows_never_passes_max_latency() -> None:
+    async def scenario() -> None:
+        model = FakeModel()
+        d = dispatcher(model, max_batch_size=64, max_latency_ms=5)
+        for i in range(30):  # about 1000 rows/s
+            await d.submit([i])
+            await asyncio.sleep(0.001)
+        d.cost = CostModel(warmup=0)
+        for n in (1, 2, 3):  # a fixed cost of 1 s: waiting would pay for up to a second
+            d.cost.observe(n, 1.0)
+        held = asyncio.ensure_future(d.submit([100]))
+        await asyncio.sleep(0)
+        assert d._hold is not None  # it waits for company...
+        arrived = d._queue[0].request.enqueued
+        assert d._hold_until == pytest.approx(arrived + 0.005)  # ...for max_latency_ms at most
+        assert list(await held) == [200]
 
     run(scenario)
 

@@ -458,6 +458,26 @@ def test_message_examples_are_json() -> None:
     example = err.message.split("e.g. ", 1)[1]
     assert json.loads(example) == {
         "when": 1,
-        "arr": [[1.0, 1.0], [1.0, 1.0]],
+        "arr": [[1.0, 2.0], [3.0, 4.0]],
         "item": {"name": "hello"},
     }
+
+
+def test_an_array_hint_shows_an_example_of_the_declared_shape_that_passes() -> None:
+    class S:
+        def rows(self, x: Annotated[np.ndarray, Shape((-1, 4))]) -> None: ...
+        def free(self, x: np.ndarray) -> None: ...
+        def wide(self, x: Annotated[np.ndarray, Shape((-1, 784))]) -> None: ...
+
+    err = error(lambda: spec(S.rows).from_json(b'{"x": [1.0, 2.0]}'))
+    assert "got shape (2,)" in err.message
+    example = err.message.split("e.g. ", 1)[1]
+    assert json.loads(example) == {"x": [[1.0, 2.0, 3.0, 4.0]]}  # 2-D, 4 columns: one row
+    assert spec(S.rows).from_json(example.encode())["x"].shape == (1, 4)
+    # No declared shape: rows, the shape models take, not a 1-D list.
+    err = error(lambda: spec(S.free).from_json(b'{"x": "zz"}'))
+    assert err.message.endswith('e.g. {"x": [[1.0, 2.0]]}')
+    # Too wide to write out: the words say the shape, and no example misleads.
+    err = error(lambda: spec(S.wide).from_json(b'{"x": [1.0]}'))
+    assert "send a nested list of numbers of shape (-1, 784)" in err.message
+    assert "e.g." not in err.message

@@ -5,15 +5,24 @@ to the dispatcher, and each merged batch goes to the executor as one ordinary ca
 and worker-process executors batch the same way. The dispatcher keeps one batch in flight per
 ready worker (`ProcessExecutor.batch_slots`; one for the inline executor) and is woken when a
 worker becomes ready.
+
+Requests the dispatcher turns away (503: queue full, deployment stopping) are counted in
+`/metrics` (`nbserve_batch_shed_total`) and logged to the service log, where `%serve logs` and
+`handle.logs()` show them; under a flood the log gets one line per second with the count, not
+a line per request.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from nbserve._runtime.batching.containers import BatchTypeError
 from nbserve._runtime.batching.dispatcher import Dispatcher
 from nbserve._sdk.context import Context
+from nbserve.exceptions import InvalidArgument
 
 if TYPE_CHECKING:
     from nbserve._runtime.executor import Executor
@@ -23,17 +32,27 @@ if TYPE_CHECKING:
 
 __all__ = ["APIBatcher", "batchers_for"]
 
+_SHED_LOG_INTERVAL_S = 1.0
+
 
 class APIBatcher:
     """Adaptive batching for one API of one deployment."""
 
     def __init__(
-        self, api: APIMethod[..., Any], executor: Executor, metrics: ServiceMetrics | None = None
+        self,
+        api: APIMethod[..., Any],
+        executor: Executor,
+        metrics: ServiceMetrics | None = None,
+        logger: logging.Logger | None = None,
     ) -> None:
         assert api.batch_field is not None, f"{api!r} is not batchable"
         self.api = api
         self.field: str = api.batch_field
         self.executor = executor
+        self.metrics = metrics
+        self.logger = logger or logging.getLogger(f"nbserve.batching.{api.name}")
+        self._shed_logged_at = -_SHED_LOG_INTERVAL_S
+        self._shed_unlogged = 0
         slots: Callable[[], int] = lambda: 1  # noqa: E731  # inline: one instance, one batch at a time
         if hasattr(executor, "batch_slots"):
             slots = lambda: executor.batch_slots  # noqa: E731  # one per ready worker process
@@ -49,13 +68,49 @@ class APIBatcher:
             batch_dim=api.batch_dim,
             slots=slots,
             observe=observe,
+            on_shed=self._on_shed,
         )
         listeners = getattr(executor, "capacity_listeners", None)
         if listeners is not None:
             listeners.append(self.dispatcher.wake)
 
     async def submit(self, kwargs: dict[str, Any], ctx: Context) -> Any:
-        return await self.dispatcher.submit(kwargs[self.field])
+        value = kwargs[self.field]
+        try:
+            return await self.dispatcher.submit(value)
+        except BatchTypeError as exc:
+            if exc.role != "input":
+                raise  # the API's own output is wrong: a bug in the service, a 500
+            raise self._not_a_batch(value, exc) from None
+
+    def _not_a_batch(self, value: Any, exc: BatchTypeError) -> InvalidArgument:
+        """The 400 for a value with no rows to batch, e.g. `{"x": 3}` for an ndarray input."""
+        in_dim = self.api.batch_dim[0]
+        shape = getattr(value, "shape", None)
+        got = f"an array of shape {tuple(shape)}" if shape is not None else type(value).__name__
+        msg = (
+            f"Field {self.field!r}: {self.api.name} is batchable (batch_dim={in_dim}), so {self.field!r} "
+            f"must hold rows along axis {in_dim}, got {got}; send a list of rows, "
+            f'e.g. {{"{self.field}": [[1.0, 2.0]]}} for one row'
+        )
+        return InvalidArgument(
+            msg, detail=[{"loc": [self.field], "msg": str(exc), "type": "batch_dim"}]
+        )
+
+    def _on_shed(self, reason: str, message: str) -> None:
+        if self.metrics is not None:
+            self.metrics.observe_shed(self.api.name, reason)
+        now = time.monotonic()
+        if now - self._shed_logged_at < _SHED_LOG_INTERVAL_S:
+            self._shed_unlogged += 1
+            return
+        more = (
+            f" ({self._shed_unlogged} more turned away since the last line)"
+            if self._shed_unlogged
+            else ""
+        )
+        self.logger.warning("503 for a request to %s: %s%s", self.api.name, message, more)
+        self._shed_logged_at, self._shed_unlogged = now, 0
 
     async def _run(self, batch: Any) -> Any:
         # One batch serves many requests, so no single request's context applies to it.
@@ -69,11 +124,14 @@ class APIBatcher:
 
 
 def batchers_for(
-    service: Service[Any], executor: Executor, metrics: ServiceMetrics | None = None
+    service: Service[Any],
+    executor: Executor,
+    metrics: ServiceMetrics | None = None,
+    logger: logging.Logger | None = None,
 ) -> dict[str, APIBatcher]:
     """A batcher for each batchable API of `service`, keyed by API name."""
     return {
-        api.name: APIBatcher(api, executor, metrics)
+        api.name: APIBatcher(api, executor, metrics, logger)
         for api in service.apis.values()
         if api.batchable
     }

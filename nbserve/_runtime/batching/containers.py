@@ -23,7 +23,15 @@ __all__ = ["BatchTypeError", "batch_size", "merge", "slice_rows", "split"]
 
 
 class BatchTypeError(TypeError):
-    """A value a batchable API received or returned cannot be batched along the given axis."""
+    """A value a batchable API received or returned cannot be batched along the given axis.
+
+    `role` is `"input"` (the request's value: the client's mistake) or `"output"` (what the
+    API returned: the service's).
+    """
+
+    def __init__(self, message: str, role: str = "input") -> None:
+        super().__init__(message)
+        self.role = role
 
 
 def _pandas(value: Any) -> Any:
@@ -44,7 +52,7 @@ def _kind(value: Any, dim: int, role: str) -> str:
     if isinstance(value, np.ndarray):
         if value.ndim <= dim:
             msg = f"batch_dim={dim} is out of range for the {role} array of shape {value.shape}; a batch needs at least {dim + 1} dimension(s)"
-            raise BatchTypeError(msg)
+            raise BatchTypeError(msg, role)
         return "ndarray"
     if isinstance(value, list | tuple):
         kind = "list"
@@ -53,14 +61,14 @@ def _kind(value: Any, dim: int, role: str) -> str:
     elif _torch(value) is not None:
         if value.dim() <= dim:
             msg = f"batch_dim={dim} is out of range for the {role} tensor of shape {tuple(value.shape)}"
-            raise BatchTypeError(msg)
+            raise BatchTypeError(msg, role)
         return "torch"
     else:
         msg = f"a batchable API's {role} must be a list, np.ndarray, pd.DataFrame, pd.Series or torch.Tensor with one row per item, got {type(value).__name__}"
-        raise BatchTypeError(msg)
+        raise BatchTypeError(msg, role)
     if dim != 0:
         msg = f"batch_dim={dim}: a {type(value).__name__} batches along axis 0 only; use batch_dim=0 or an ndarray/tensor"
-        raise BatchTypeError(msg)
+        raise BatchTypeError(msg, role)
     return kind
 
 
@@ -92,7 +100,7 @@ def merge(values: Sequence[Any], dim: int = 0) -> Any:
     if len(kinds) > 1:
         names = sorted({type(v).__name__ for v in values})
         msg = f"cannot batch values of different types together: {', '.join(names)}"
-        raise BatchTypeError(msg)
+        raise BatchTypeError(msg, "input")
     first = values[0]
     kind = kinds.pop()
     if kind == "ndarray":
@@ -118,7 +126,7 @@ def split(output: Any, sizes: Sequence[int], dim: int = 0) -> list[Any]:
     rows = int(output.shape[dim]) if kind == "ndarray" or kind == "torch" else len(output)
     if rows != total:
         msg = f"a batchable API returned {rows} row(s) for a batch of {total}; it must return one row per input row along batch_dim={dim}"
-        raise BatchTypeError(msg)
+        raise BatchTypeError(msg, "output")
     if len(sizes) == 1:
         return [output]
     pieces = []

@@ -12,16 +12,23 @@ batch in flight per worker slot (`slots()`). How it decides, and why:
   `(n + λδ) / (δ + a + b(n + λδ))` vs `n / (a + bn)` rows per second, and the first is larger
   exactly when `λ·a > n` (λ: arrival rate in rows/s). So the dispatcher holds only then, only
   when the free slot is the last one, only for about the time the missing rows take to arrive
-  (at most `a`, the ski-rental bound), and never so long that the oldest request would miss
-  its deadline.
-- **`max_latency_ms` is a deadline, not a wait window.** No request stays queued past it (it gets
-  503), and a request whose estimated completion is already past it when it arrives gets 503
-  at once instead of waiting to find out (BentoML's cork loop, reference/bentoml.md §4.2,
-  polls every millisecond and cancels late; here nothing polls: at most two timers are armed,
-  one for the end of a hold and one for the oldest request's deadline).
-- **Rows, not requests**: the size limit counts rows; a request that does not fit is split and
-  its tail waits at the front of the queue; its pieces are merged back before it is answered.
-- **One failing batch fails only its own requests**, with the batch's exception.
+  (at most `a`, the ski-rental bound), and never past `max_latency_ms` (below).
+- **`max_latency_ms` bounds the wait for company, not the wait for a worker.** The dispatcher
+  never holds a request for more rows longer than `max_latency_ms` after it arrived (the hold
+  above is usually much shorter). A request that finds every worker busy waits its turn: it is
+  not turned away because a deadline passed. BentoML treats `max_latency_ms` as a deadline
+  and answers 503 "Service Busy" to requests that would finish late (reference/bentoml.md
+  §4.3; its users report it as a bug, BentoML #3200, #1530): with a 100 ms model and
+  `max_latency_ms=20`, most requests of a light load fail there. Here every one is served.
+- **Overload is shed by a bounded queue**: at most `max_queue_batches` full batches per worker
+  slot wait (`max_batch_size × slots × max_queue_batches` rows); past that a request gets 503
+  at once, naming the queue and its size, and `on_shed(reason)` is told (metrics, log). How
+  long a request may wait in all is `traffic.timeout` (504), which cancels it in the queue.
+- **A failing batch falls back to one call per request.** When the requests of a batch cannot be
+  merged (rows of different widths, say), or the API raises on the merged batch, each request
+  is run on its own, so one bad request fails alone with its own error and the others are
+  answered. Failures of the machinery (503/504: a worker died, the server stops) are not
+  retried.
 - Batch cost `a + b·rows` is learnt online (`CostModel`).
 
 Everything runs on the server's event loop; nothing here is thread-safe.
@@ -30,7 +37,6 @@ Everything runs on the server's event loop; nothing here is thread-safe.
 from __future__ import annotations
 
 import asyncio
-import math
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -38,13 +44,16 @@ from typing import Any
 
 from nbserve._runtime.batching.containers import batch_size, merge, slice_rows, split
 from nbserve._runtime.batching.cost import CostModel
-from nbserve.exceptions import ServiceUnavailable
+from nbserve.exceptions import NbserveError, ServiceUnavailable
 
 __all__ = ["Dispatcher"]
 
 # The arrival rate is measured over this trailing window: long enough to smooth a burst,
 # short enough that a silence (or a new burst) shows within a tenth of a second.
 _RATE_WINDOW_S = 0.1
+
+MAX_QUEUE_BATCHES = 16
+"""Default queue bound, in full batches per worker slot: at 100 ms a batch, 1.6 s of backlog."""
 
 
 @dataclass(eq=False)
@@ -53,7 +62,6 @@ class _Request:
     rows: int
     future: asyncio.Future[Any]
     enqueued: float
-    deadline: float
     parts: dict[int, Any] = field(default_factory=dict)
     """Output pieces of a split request, by the first row they answer."""
     answered: int = 0
@@ -77,7 +85,8 @@ class Dispatcher:
 
     `run_batch(merged)` runs one batch (on a worker) and returns its output; `slots()` is how
     many batches may be in flight (the number of live workers); `observe(rows, queue_wait_s)`
-    is told each batch as it leaves (metrics). `name` is used in messages.
+    is told each batch as it leaves (metrics); `on_shed(reason)` each request turned away
+    (`"queue_full"`, `"stopping"`). `name` is used in messages.
     """
 
     def __init__(
@@ -90,6 +99,8 @@ class Dispatcher:
         batch_dim: tuple[int, int] = (0, 0),
         slots: Callable[[], int] = lambda: 1,
         observe: Callable[[int, float], None] | None = None,
+        on_shed: Callable[[str, str], None] | None = None,
+        max_queue_batches: int = MAX_QUEUE_BATCHES,
     ) -> None:
         self._run_batch = run_batch
         self.name = name
@@ -98,6 +109,8 @@ class Dispatcher:
         self._in_dim, self._out_dim = batch_dim
         self._slots = slots
         self._observe = observe
+        self._on_shed = on_shed
+        self.max_queue_batches = max_queue_batches
         self.cost = CostModel()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: deque[_Piece] = deque()
@@ -107,33 +120,32 @@ class Dispatcher:
         self._hold: asyncio.TimerHandle | None = None
         self._hold_until = 0.0
         self._hold_over = False
-        self._expiry: asyncio.TimerHandle | None = None
         self._arrivals: deque[tuple[float, int]] = deque()
         self._window_rows = 0
         self._closing = False
         self._idle: asyncio.Event | None = None
         self.batches = 0
         self.rows = 0
-        self.rejected = 0
-        self.expired = 0
+        self.shed = 0
+        """Requests turned away with 503 (queue full, or the deployment stopping)."""
+        self.fallbacks = 0
+        """Batches that failed as a whole and were run again one request at a time."""
 
     # --- the caller's side ---------------------------------------------------------------------
     async def submit(self, value: Any) -> Any:
         """Queue one request's batch and wait for its part of the output."""
         if self._closing:
             msg = f"{self.name}: the service is stopping and takes no new requests; retry against the new deployment"
-            raise ServiceUnavailable(msg)
+            self._shed("stopping", msg)
         loop = self._loop or self._bind()
         rows = batch_size(value, self._in_dim)
         if rows == 0:  # nothing to batch with; the API decides what an empty batch returns
             return await self._run_batch(value)
         now = loop.time()
         self._note_arrival(now, rows)
-        self._admit(rows, now)
+        self._admit(rows)
         future: asyncio.Future[Any] = loop.create_future()
-        self._queue.append(
-            _Piece(_Request(value, rows, future, now, now + self.max_latency), 0, rows)
-        )
+        self._queue.append(_Piece(_Request(value, rows, future, now), 0, rows))
         self._queued_rows += rows
         self._pump()
         return await future
@@ -173,8 +185,9 @@ class Dispatcher:
             "mean_batch_rows": self.rows / self.batches if self.batches else 0.0,
             "queued_rows": self._queued_rows,
             "in_flight": len(self._in_flight),
-            "rejected": self.rejected,
-            "expired": self.expired,
+            "queue_limit_rows": self.queue_limit(),
+            "shed": self.shed,
+            "fallbacks": self.fallbacks,
             "cost_fixed_ms": self.cost.a * 1e3,
             "cost_per_row_ms": self.cost.b * 1e3,
         }
@@ -204,26 +217,27 @@ class Dispatcher:
         # give exactly 1/gap, and the time since the last arrival counts (silence lowers it).
         return (self._window_rows - first_rows) / max(now - first_time, 1e-6)
 
-    def _admit(self, rows: int, now: float) -> None:
-        """Turn a request away now (503) if it would finish past its deadline anyway."""
-        if not self.cost.trained:
-            return
-        slots = max(1, self._slots())
-        free = slots - len(self._in_flight)
-        if free > 0 and not self._queue:
-            return  # it leaves at once; nothing ahead of it
-        ahead = self._queued_rows + rows
-        first_free = 0.0 if free > 0 else max(0.0, min(self._in_flight.values()) - now)
-        rounds = math.ceil(ahead / (self.max_batch_size * slots))
-        full = self.cost.estimate(self.max_batch_size)
-        eta = first_free + (rounds - 1) * full + self.cost.estimate(min(ahead, self.max_batch_size))
-        if eta > self.max_latency:
-            self.rejected += 1
+    def queue_limit(self) -> int:
+        """How many rows may wait: `max_queue_batches` full batches per worker slot."""
+        return self.max_queue_batches * self.max_batch_size * max(1, self._slots())
+
+    def _admit(self, rows: int) -> None:
+        """Turn a request away now (503) when the queue is full: the service is overloaded."""
+        limit = self.queue_limit()
+        # A request bigger than the whole limit is still taken into an empty queue (it is split).
+        if self._queued_rows and self._queued_rows + rows > limit:
             msg = (
-                f"{self.name} is overloaded: this request would finish in about {eta * 1e3:.0f} ms, past max_latency_ms="
-                f"{self.max_latency * 1e3:g} ({ahead} rows queued, {slots} worker slot(s)); retry later, or raise max_latency_ms or add workers"
+                f"{self.name} is overloaded: the batch queue is full ({self._queued_rows} rows waiting, "
+                f"limit {limit} = {self.max_queue_batches} batches of max_batch_size={self.max_batch_size} "
+                f"per worker); retry later, or add workers"
             )
-            raise ServiceUnavailable(msg)
+            self._shed("queue_full", msg)
+
+    def _shed(self, reason: str, message: str) -> None:
+        self.shed += 1
+        if self._on_shed is not None:
+            self._on_shed(reason, message)
+        raise ServiceUnavailable(message, detail={"reason": reason})
 
     def _should_hold(self, now: float, slots: int) -> bool:
         """Whether to leave the free slot idle a little longer to collect more rows (see module doc)."""
@@ -236,8 +250,7 @@ class Dispatcher:
             return False
         if self._hold is None:  # a new hold: long enough for the missing rows, at most `a`
             collect = a - self._queued_rows / rate
-            expected = min(self.max_batch_size, rate * a)
-            latest = self._queue[0].request.deadline - self.cost.estimate(expected)
+            latest = self._queue[0].request.enqueued + self.max_latency  # the promise
             self._hold_until = min(now + collect, latest)
         return now < self._hold_until
 
@@ -260,8 +273,6 @@ class Dispatcher:
             self._cancel_timers()
             if not self._in_flight and self._idle is not None:
                 self._idle.set()
-        elif self._expiry is None:
-            self._expiry = loop.call_at(self._queue[0].request.deadline, self._expire)
 
     def _end_hold(self) -> None:
         self._hold = None
@@ -307,49 +318,80 @@ class Dispatcher:
         self.rows += rows
         if self._observe is not None:
             self._observe(rows, now - pieces[0].request.enqueued)
+        values = [  # each value was checked by batch_size() on submit: slicing cannot fail
+            p.request.value
+            if p.rows == p.request.rows
+            else slice_rows(p.request.value, p.start, p.stop, self._in_dim)
+            for p in pieces
+        ]
         try:
-            values = [
-                p.request.value
-                if p.rows == p.request.rows
-                else slice_rows(p.request.value, p.start, p.stop, self._in_dim)
-                for p in pieces
-            ]
             batch = merge(values, self._in_dim)
-        except Exception as exc:  # e.g. requests of different container types
-            for p in pieces:
-                _fail(p.request, exc)
-            return
-        task = self._loop.create_task(self._run(pieces, rows, batch))
+        except Exception:  # e.g. rows of different widths: each request runs on its own
+            self.fallbacks += 1
+            task = self._loop.create_task(self._run_alone(list(zip(pieces, values, strict=True))))
+        else:
+            task = self._loop.create_task(self._run(pieces, values, rows, batch))
         self._in_flight[task] = now + self.cost.estimate(rows)
 
-    async def _run(self, pieces: list[_Piece], rows: int, batch: Any) -> None:
+    async def _run(self, pieces: list[_Piece], values: list[Any], rows: int, batch: Any) -> None:
         loop = self._loop
         assert loop is not None
         started = loop.time()
         try:
-            output = await self._run_batch(batch)
-            outputs = split(output, [p.rows for p in pieces], self._out_dim)
-        except Exception as exc:
-            for p in pieces:
-                _fail(p.request, exc)
+            try:
+                output = await self._run_batch(batch)
+                outputs = split(output, [p.rows for p in pieces], self._out_dim)
+            except Exception as exc:
+                if len({id(p.request) for p in pieces}) == 1 or not _retryable(exc):
+                    for p in pieces:
+                        _fail(p.request, exc)
+                else:  # which request broke the batch? each runs alone and keeps its own error
+                    self.fallbacks += 1
+                    await self._run_alone(list(zip(pieces, values, strict=True)), done=False)
+            else:
+                self.cost.observe(rows, loop.time() - started)
+                for p, out in zip(pieces, outputs, strict=True):
+                    self._answer(p, out)
         except asyncio.CancelledError:  # the loop is going away; nobody may be left waiting
-            for p in pieces:
-                _fail(
-                    p.request,
-                    ServiceUnavailable(
-                        f"{self.name}: the batch was cancelled because the server is stopping"
-                    ),
-                )
+            self._cancelled(pieces)
             raise
-        else:
-            self.cost.observe(rows, loop.time() - started)
-            for p, out in zip(pieces, outputs, strict=True):
-                self._answer(p, out)
         finally:
-            task = asyncio.current_task()
-            if task is not None:
-                self._in_flight.pop(task, None)
-            self._pump()
+            self._done()
+
+    async def _run_alone(self, pieces: list[tuple[_Piece, Any]], *, done: bool = True) -> None:
+        """Run each piece as a batch of its own, one after the other, on the slot already held."""
+        try:
+            for piece, value in pieces:
+                if piece.request.future.done():
+                    continue  # the caller gave up (timeout) meanwhile, or another piece failed
+                try:
+                    (output,) = split(await self._run_batch(value), [piece.rows], self._out_dim)
+                except Exception as exc:
+                    _fail(piece.request, exc)
+                else:
+                    self._answer(piece, output)
+        except asyncio.CancelledError:
+            self._cancelled([p for p, _ in pieces])
+            raise
+        finally:
+            if done:
+                self._done()
+
+    def _cancelled(self, pieces: list[_Piece]) -> None:
+        for p in pieces:
+            _fail(
+                p.request,
+                ServiceUnavailable(
+                    f"{self.name}: the batch was cancelled because the server is stopping"
+                ),
+            )
+
+    def _done(self) -> None:
+        """A batch task ended: its slot is free again."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._in_flight.pop(task, None)
+        self._pump()
 
     def _answer(self, piece: _Piece, output: Any) -> None:
         request = piece.request
@@ -368,35 +410,22 @@ class Dispatcher:
             else:
                 request.future.set_result(result)
 
-    def _expire(self) -> None:
-        """The oldest queued request reached its deadline without a free slot: 503 for it and any as late."""
-        self._expiry = None
-        assert self._loop is not None
-        now = self._loop.time()
-        while self._queue and (
-            self._queue[0].request.future.done() or self._queue[0].request.deadline <= now
-        ):
-            piece = self._queue.popleft()
-            self._queued_rows -= piece.rows
-            if not piece.request.future.done():
-                self.expired += 1
-                msg = (
-                    f"{self.name}: no worker was free within max_latency_ms={self.max_latency * 1e3:g} "
-                    f"({len(self._in_flight)} batch(es) running); retry later, or raise max_latency_ms or add workers"
-                )
-                _fail(piece.request, ServiceUnavailable(msg))
-        self._pump()
-
     def _cancel_timers(self) -> None:
         if self._hold is not None:
             self._hold.cancel()
             self._hold = None
-        if self._expiry is not None:
-            self._expiry.cancel()
-            self._expiry = None
 
     def __repr__(self) -> str:
         return f"<Dispatcher {self.name}: {self._queued_rows} rows queued, {len(self._in_flight)} in flight, {self.cost!r}>"
+
+
+def _retryable(exc: Exception) -> bool:
+    """Whether one call per request could succeed where the batch failed.
+
+    Not when the machinery failed (503: a worker died or the server stops; 504: out of time):
+    running the requests again would only fail them later, or not at all where it must not.
+    """
+    return not (isinstance(exc, NbserveError) and exc.error_code in (503, 504))
 
 
 def _fail(request: _Request, exc: BaseException) -> None:

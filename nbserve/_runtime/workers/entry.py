@@ -118,6 +118,7 @@ class Worker:
                 sys.path.insert(0, entry)
         self.apis = init["apis"]
         self.shutdown_hooks = init["shutdown"]
+        self.send({"kind": "loading"})  # start progress for the notebook (pool._start_progress)
         try:
             inner = unpack_service(init["service"])
             self.instance = self.run_maybe_async(inner)

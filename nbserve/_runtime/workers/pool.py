@@ -30,7 +30,7 @@ from nbserve._runtime.placement import (
     match_gpu_type,
     plan_placement,
 )
-from nbserve._runtime.workers.process import WorkerProcess, exit_reason
+from nbserve._runtime.workers.process import WorkerProcess, cpu_threads_per_worker, exit_reason
 from nbserve._runtime.workers.routing import Router, Slot
 from nbserve._runtime.workers.shipping import pack_service
 from nbserve._runtime.workers.transport import ApiInfo, InitMsg
@@ -79,6 +79,8 @@ class ProcessExecutor:
         self.workers = count
         self.threads = threads if threads is not None else service.config.threads
         resources = service.config.resources
+        self.cpu_threads = cpu_threads_per_worker(resources.get("cpu"), count)
+        """OMP/MKL/OpenBLAS (and so torch) threads per worker, unless the user set them."""
         self.strict_gpu = strict_gpu if strict_gpu is not None else bool(resources.get("gpu_type"))
         self._devices = devices
         self.logger = logger or logging.getLogger(f"nbserve.service.{service.name}")
@@ -113,6 +115,7 @@ class ProcessExecutor:
                 "restarts": s.restarts,
                 "error": s.error,
                 "in_flight": len(s.calls),
+                **_start_progress(s),
             }
             for s in self.slots
         ]
@@ -217,6 +220,7 @@ class ProcessExecutor:
             on_eof=lambda: self._on_eof(slot, process),
             logger=self.logger,
             env={e["name"]: e["value"] for e in self.service.config.envs if "value" in e},
+            cpu_threads=self.cpu_threads,
         )
         slot.process = process
         try:
@@ -263,6 +267,8 @@ class ProcessExecutor:
         kind = msg["kind"]
         if kind in ("result", "error", "item", "end"):
             self.router.deliver(slot, msg)
+        elif kind == "loading":  # start progress: the worker is loading the class, __init__ next
+            process.loading = True
         elif kind == "ready":
             slot.state = "stopping" if self._closing else "ready"
             slot.ready_at = asyncio.get_running_loop().time()
@@ -277,6 +283,7 @@ class ProcessExecutor:
                 f"{self.service.name}.__init__ failed in worker {slot.index}: {msg['error']}"
             )
             self.logger.error("%s\n%s", process.init_error, msg["traceback"].rstrip())
+            process.init_traceback = msg["traceback"].rstrip()
 
     def _on_eof(self, slot: Slot, process: WorkerProcess) -> None:
         if slot.process is process and not process.reaping:
@@ -332,6 +339,7 @@ class ProcessExecutor:
             self.router.wake_all()
         elif all(s.state in ("failed", "stopped") for s in self.slots):
             error = WorkerError(self._failure_text())
+            _note_init_traceback(error, self.slots)
             if first is not None and not first.done():
                 first.set_exception(error)
             self.router.fail_waiters(WorkerError(str(error)))
@@ -391,6 +399,27 @@ def _positional(api: APIMethod[..., Any], kwargs: dict[str, Any]) -> dict[str, A
     if args := root_args(api, kwargs):
         kwargs["__args__"] = args
     return kwargs
+
+
+def _note_init_traceback(error: WorkerError, slots: list[Slot]) -> None:
+    """Attach the worker's `__init__` traceback (text: its frames are in another process), so
+    whoever shows the error (the notebook trims it to the user's frames) can show the cause."""
+    for slot in slots:
+        process = slot.process
+        if process is not None and process.init_traceback and hasattr(error, "add_note"):
+            error.add_note(f"{process.init_error or 'in the worker'}:\n{process.init_traceback}")
+            return
+
+
+def _start_progress(slot: Slot) -> dict[str, Any]:
+    """For the notebook's start display: `phase` (started / loading / ready, or the slot's
+    state otherwise) and the worker's CPU threads (`OMP_NUM_THREADS` as the worker sees it)."""
+    process = slot.process
+    phase: str = slot.state
+    if slot.state in ("starting", "restarting") and process is not None and process.pid:
+        phase = "loading" if process.loading else "started"
+    threads = process.thread_env.get("OMP_NUM_THREADS") if process is not None else None
+    return {"phase": phase, "cpu_threads": int(threads) if threads and threads.isdigit() else None}
 
 
 def _label(value: str) -> str:

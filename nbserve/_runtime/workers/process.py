@@ -11,6 +11,14 @@ File descriptors: the child inherits exactly two pipe ends (`pass_fds`) plus std
 which are one more pipe whose lines become log records of the service, so a worker never
 writes to the kernel's stdout (in a notebook that output lands in whatever cell runs next,
 reference/jupyter.md finding 2). Everything is read on the server's event loop.
+
+CPU threads: numeric libraries start one thread per core in every process (OpenMP, MKL,
+OpenBLAS, and torch's intra-op pool, which follows `OMP_NUM_THREADS`), so N workers on C cores
+would run N × C threads fighting for C cores: on 2 cores, 2 torch workers answered slower than
+one inline instance (issue 8). Each worker gets its share instead (`cpu_threads_per_worker`):
+`resources.cpu` when the service sets it, else the cores this process may use ÷ workers, at
+least 1. A variable the user set (in the environment or the service's `envs`) is kept, and
+its value is used for the others.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import math
 import os
 import signal
 import subprocess
@@ -29,7 +38,53 @@ from typing import Any
 from nbserve._runtime.placement import WorkerPlacement
 from nbserve._runtime.workers.transport import FrameReader, encode
 
-__all__ = ["WorkerProcess", "exit_reason"]
+__all__ = [
+    "CPU_THREAD_VARS",
+    "WorkerProcess",
+    "available_cores",
+    "cpu_threads_per_worker",
+    "exit_reason",
+]
+
+CPU_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+"""Read once at import by OpenMP (and torch's intra-op pool), MKL and OpenBLAS."""
+
+
+def available_cores() -> int:
+    """The cores this process may use: its CPU affinity, capped by a cgroup v2 quota (containers)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, math.floor(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cores)
+
+
+def cpu_threads_per_worker(
+    cpu: str | int | float | None, workers: int, cores: int | None = None
+) -> int:
+    """Threads for each worker's numeric libraries: `resources.cpu`, else cores ÷ workers; at least 1.
+
+    `cpu` is Kubernetes' notation, as in BentoML's `resources`: `2`, `"2"`, `1.5` or `"500m"`.
+    It is capped at the cores there are: more threads than cores never help (torch caps its
+    intra-op pool there too).
+    """
+    total = cores if cores is not None else available_cores()
+    if cpu is not None and not isinstance(cpu, bool):
+        text = str(cpu).strip()
+        try:
+            amount = float(text[:-1]) / 1000 if text.endswith("m") else float(text)
+        except ValueError:
+            amount = 0.0
+        if amount > 0:
+            return max(1, min(math.floor(amount), total))
+    return max(1, total // max(1, workers))
+
 
 _LEVELS = {
     name: getattr(logging, name) for name in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -95,6 +150,7 @@ class WorkerProcess:
         on_eof: Callable[[], None],
         logger: logging.Logger,
         env: dict[str, str] | None = None,
+        cpu_threads: int | None = None,
     ) -> None:
         self.index = index
         self.placement = placement
@@ -102,6 +158,12 @@ class WorkerProcess:
         self._on_eof = on_eof
         self._logger = logger
         self._env = env or {}
+        self.cpu_threads = cpu_threads
+        """Threads for the numeric libraries (None: leave their defaults)."""
+        self.thread_env: dict[str, str] = {}
+        """`CPU_THREAD_VARS` as the worker sees them (set here or by the user)."""
+        self.loading = False
+        """The worker has its instructions and is loading the class and running `__init__`."""
         self.proc: subprocess.Popen[bytes] | None = None
         self._writer: asyncio.WriteTransport | None = None
         self._transports: list[asyncio.BaseTransport] = []
@@ -109,6 +171,8 @@ class WorkerProcess:
         """The last lines the worker printed (for crash reports)."""
         self.init_error: str | None = None
         """What `__init__` / `on_startup` raised, when the worker reported it."""
+        self.init_traceback: str | None = None
+        """Its traceback, as text (the frames were in the worker)."""
         self.reaping = False
 
     @property
@@ -118,6 +182,14 @@ class WorkerProcess:
     def child_env(self) -> dict[str, str]:
         env = {**os.environ, **self._env, **self.placement.env}
         env["PYTHONUNBUFFERED"] = "1"  # prints reach the log as they happen
+        if self.cpu_threads is not None:
+            # The user's own setting wins, and sets the others too: torch reads MKL's variable
+            # as well as OpenMP's, so a lone OMP_NUM_THREADS=1 next to our MKL_NUM_THREADS=4
+            # would give it 4 threads.
+            user = next((env[name] for name in CPU_THREAD_VARS if env.get(name)), None)
+            for name in CPU_THREAD_VARS:
+                env.setdefault(name, user or str(self.cpu_threads))
+        self.thread_env = {name: env[name] for name in CPU_THREAD_VARS if name in env}
         # The worker imports nbserve before it learns the server's sys.path: make sure it can,
         # even when the server found nbserve through a sys.path edit (a checkout in a notebook).
         # Never for an installed nbserve: site-packages ahead of the standard library could

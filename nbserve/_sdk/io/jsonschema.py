@@ -171,6 +171,10 @@ def _object_example(schema: dict[str, Any], depth: int) -> Any:
     return {"key": "value"}
 
 
+_EXAMPLE_DIM = 8
+"""Declared sizes up to this are shown in full in an example; a larger one gets no example."""
+
+
 def _describe_tensor(schema: dict[str, Any]) -> tuple[str, Any]:
     shape = schema.get("shape")
     words = "a nested list of numbers"
@@ -178,12 +182,22 @@ def _describe_tensor(schema: dict[str, Any]) -> tuple[str, Any]:
         words += f" of shape {format_shape(shape)}"
     if schema.get("dtype"):
         words += f" ({schema['dtype']})"
-    # An example of the declared shape, with small sizes standing in for -1.
-    dims = [d if d > 0 else 2 for d in shape] if shape else [2]
-    value: Any = 1.0 if not str(schema.get("dtype", "")).startswith(("int", "uint")) else 1
-    for size in reversed(dims[:4]):
-        value = [value] * min(size, 3)
-    return words, value
+    # An example of exactly the declared shape (1 for a free size), so that sending it passes.
+    # Without a declared shape: one row of two columns, the shape most models take (a 1-D
+    # example taught people to send 1-D arrays to models that need rows).
+    dims = [d if d > 0 else 1 for d in shape] if shape else [1, 2]
+    if any(d > _EXAMPLE_DIM for d in dims) or len(dims) > 4:
+        return words, _MISSING  # (2, 784) would be a 1,568-number example: the words say it
+    integer = str(schema.get("dtype", "")).startswith(("int", "uint"))
+    count = iter(range(1, 1 + _EXAMPLE_DIM**4))
+
+    def fill(level: int) -> Any:
+        if level == len(dims):
+            n = next(count)
+            return n if integer else float(n)
+        return [fill(level + 1) for _ in range(dims[level])]
+
+    return words, fill(0)
 
 
 def example_of(schema: Any) -> Any:
