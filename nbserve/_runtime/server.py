@@ -28,8 +28,7 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
-import tornado.httpserver
-
+from nbserve._runtime.connections import ConnectionLimits, HTTPServer
 from nbserve._runtime.deployment import Deployment
 from nbserve._runtime.handle import ServiceHandle
 from nbserve._runtime.logs import ServiceLog, capture_output, route_output
@@ -39,7 +38,7 @@ from nbserve._runtime.sockets import bind_sockets
 if TYPE_CHECKING:
     from nbserve._sdk.service import Service
 
-__all__ = ["DEFAULT_MAX_BODY_SIZE", "Server", "ServiceHandle", "State", "serve"]
+__all__ = ["DEFAULT_MAX_BODY_SIZE", "ConnectionLimits", "Server", "ServiceHandle", "State", "serve"]
 
 State = Literal["starting", "running", "stopping", "stopped", "failed"]
 DEFAULT_MAX_BODY_SIZE = 100 * 2**20
@@ -60,6 +59,7 @@ class Server:
         token: str | None = None,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
         name: str | None = None,
+        limits: ConnectionLimits | None = None,
     ) -> None:
         if (
             isinstance(max_body_size, bool)
@@ -75,6 +75,7 @@ class Server:
         self.host = host
         self.token = token
         self.max_body_size = max_body_size
+        self.limits = limits or ConnectionLimits()
         self.workers = workers
         self.server_header = _server_header(service)
         self._sockets = bind_sockets(port, host)  # port in use: raises here
@@ -91,7 +92,7 @@ class Server:
         self.error: BaseException | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._http: tornado.httpserver.HTTPServer | None = None
+        self._http: HTTPServer | None = None
         self._starting: asyncio.Task[None] | None = None
         self._stopping: asyncio.Task[None] | None = None
         self._draining: set[Deployment] = set()
@@ -173,8 +174,10 @@ class Server:
 
     async def _open(self) -> None:
         app = Application(self)
-        self._http = tornado.httpserver.HTTPServer(
+        self._http = HTTPServer(
             app,
+            limits=self.limits,
+            logger=self.log.logger,
             max_body_size=self.max_body_size,
             max_buffer_size=max(self.max_body_size + 2**16, 100 * 2**20),
         )
@@ -355,12 +358,14 @@ def serve(
     token: str | None = None,
     max_body_size: int = DEFAULT_MAX_BODY_SIZE,
     name: str | None = None,
+    limits: ConnectionLimits | None = None,
 ) -> ServiceHandle:
     """Serve `service` over HTTP from a background thread and return its handle at once.
 
     `port=0` picks a free port (`handle.port`). `workers=None` runs the instance in this
     process; `token` requires `Authorization: Bearer <token>` on every route but the probes;
-    bodies over `max_body_size` bytes get a 413.
+    bodies over `max_body_size` bytes get a 413; `limits` sets the connection timeouts and the
+    cap on open connections (`ConnectionLimits`).
     """
     server = Server(
         as_service(service),
@@ -370,6 +375,7 @@ def serve(
         token=token,
         max_body_size=max_body_size,
         name=name,
+        limits=limits,
     )
     server.start()
     return ServiceHandle(server)
