@@ -79,11 +79,10 @@ def bento_bomb(tmp_path_factory: pytest.TempPathFactory) -> Path:
     yaml_text = yaml.safe_dump(
         {"name": "bomb", "version": "aaaaaaaaaaaaaaaa", "service": "service:Svc"}
     )
-    path = _zstd_tar(
+    return _zstd_tar(
         tmp_path_factory.mktemp("bomb") / "bomb.bento",
         [("bento.yaml", yaml_text.encode()), ("models/big.bin", GIB), ("src/service.py", SERVICE)],
     )
-    return path
 
 
 def _left_in(home: Path) -> list[str]:
