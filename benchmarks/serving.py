@@ -15,7 +15,7 @@ is `{"x": [[64 floats]]}`, one row. Every server runs in its own process, with o
   floor of HTTP cost. Unbatched only.
 - `bentoml`: the same service under `bentoml serve` (1 worker, BentoML's default).
 - `inline`, `1w`, `2w`: `nbserve.serve(...)` with the instance in the server process, or with 1 or 2
-  worker processes.
+  worker processes; `inline-uv`: `inline` on uvloop's event loop (`NBSERVE_EVENT_LOOP=uvloop`).
 
 Unbatched rows call `/predict`; batched rows call `/predict_batched` (max_batch_size=64,
 max_latency_ms=1000 on both nbserve and BentoML). All servers of a workload run at once (idle
@@ -59,7 +59,8 @@ ENV = {
     "MKL_NUM_THREADS": "1",
     "PYTHONUNBUFFERED": "1",
 }
-TARGETS = ("tornado", "bentoml", "inline", "1w", "2w")
+TARGETS = ("tornado", "bentoml", "inline", "inline-uv", "1w", "2w")
+DEFAULT_TARGETS = ("tornado", "bentoml", "inline", "1w", "2w")
 ROUTES = {"unbatched": "/predict", "batched": "/predict_batched", "batched+hog": "/predict_batched"}
 MODES = ("unbatched", "batched", "batched+hog")
 
@@ -144,6 +145,8 @@ def server(target: str, workload: str) -> Iterator[str]:
     else:
         kind = "tornado" if target == "tornado" else "nbserve"
         workers = {"inline": 0, "1w": 1, "2w": 2}.get(target, 0)
+        if target == "inline-uv":  # the same, on uvloop's event loop (pip install uvloop)
+            env["NBSERVE_EVENT_LOOP"] = "uvloop"
         cmd = [
             sys.executable,
             str(Path(__file__)),
@@ -253,7 +256,7 @@ def report(
 ) -> None:
     print(f"\n== workload {workload} ==")
     print(
-        f"{'target':8} {'mode':9} {'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'×tornado':>9} {'×bentoml':>9}"
+        f"{'target':9} {'mode':11} {'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'×tornado':>9} {'×bentoml':>9}"
     )
     for (target, mode, conns), r in sorted(
         results.items(), key=lambda kv: (MODES.index(kv[0][1]), TARGETS.index(kv[0][0]), kv[0][2])
@@ -263,7 +266,7 @@ def report(
         vs_t = f"{r.rps / base.rps:.2f}" if base else "-"
         vs_b = f"{r.rps / bento.rps:.2f}" if bento and target != "bentoml" else "-"
         print(
-            f"{target:8} {mode:9} {conns:>5} {r.rps:>9.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.errors:>7} {vs_t:>9} {vs_b:>9}"
+            f"{target:9} {mode:11} {conns:>5} {r.rps:>9.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.errors:>7} {vs_t:>9} {vs_b:>9}"
         )
     top = max(connections)
     checks = []
@@ -309,7 +312,7 @@ def issue_targets(results: dict[tuple[str, str, int], Result], connections: list
         lines.append(
             f"inline unbatched ×tornado at {top} conns: {verdict(inline.rps / base_top.rps, 0.9, True)}"
         )
-    for target in ("inline", "1w", "2w"):
+    for target in ("inline", "inline-uv", "1w", "2w"):
         unbatched, batched = (
             results.get((target, "unbatched", one)),
             results.get((target, "batched", one)),
@@ -346,7 +349,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
     parser.add_argument("--connections", default="1,16,64")
     parser.add_argument("--workloads", default="mlp,fixed")
-    parser.add_argument("--targets", default=",".join(TARGETS))
+    parser.add_argument("--targets", default=",".join(DEFAULT_TARGETS))
     parser.add_argument("--repeat", type=int, default=3, help="runs per cell; the median is shown")
     parser.add_argument("--settle", type=float, default=1.0, help="idle seconds between runs")
     parser.add_argument(

@@ -21,6 +21,8 @@ import asyncio
 import atexit
 import concurrent.futures
 import contextlib
+import importlib
+import os
 import re
 import threading
 import time
@@ -152,7 +154,7 @@ class Server:
         or failed to.
         """
         self._on_started = on_started
-        loop = asyncio.new_event_loop()
+        loop = new_event_loop()
         asyncio.set_event_loop(loop)
         self._loop = loop
         _RUNNING.add(self)
@@ -395,6 +397,22 @@ def as_service(value: Any) -> Service[Any]:
 def _server_header(service: Service[Any]) -> str:
     """The `Server` header: `nbserve/<service name>`, with header-unsafe characters replaced."""
     return "nbserve/" + _HEADER_UNSAFE.sub("_", service.name)
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """asyncio's loop, or uvloop's with `NBSERVE_EVENT_LOOP=uvloop` (when it is installed).
+
+    An opt-in for measuring (benchmarks/serving.py's `inline-uv` target), not the default.
+    """
+    if os.environ.get("NBSERVE_EVENT_LOOP", "").lower() == "uvloop":
+        try:
+            uvloop = importlib.import_module("uvloop")
+        except ImportError:
+            msg = "NBSERVE_EVENT_LOOP=uvloop but uvloop is not installed: pip install uvloop, or unset it"
+            raise RuntimeError(msg) from None
+        loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+        return loop
+    return asyncio.new_event_loop()
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
