@@ -13,7 +13,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 
 import httpx
 import orjson
@@ -32,6 +32,11 @@ class Echo:
     @nbserve.api
     def shout(self, text: str) -> str:
         return text.upper()
+
+    @nbserve.api
+    def flood(self) -> Generator[str, None, None]:
+        for _ in range(100_000):
+            yield "x" * 65536
 
 
 def _connect(port: int) -> socket.socket:
@@ -78,7 +83,10 @@ def test_trickling_and_idle_connections_are_closed_while_others_are_served() -> 
         idle = [_connect(handle.port) for _ in range(5)]
         open_ = {*headers, *bodies, *idle}
         served = 0
-        with httpx.Client(base_url=handle.url, timeout=10) as client:
+        # A fresh connection per request: a kept-alive one could meet the 1 s idle timeout
+        # on a slow machine, which is the server doing its job, not a failure to serve.
+        fresh = httpx.Limits(max_keepalive_connections=0)
+        with httpx.Client(base_url=handle.url, timeout=10, limits=fresh) as client:
             deadline = time.monotonic() + 60  # generous: only a hang fails this test
             while open_ and time.monotonic() < deadline:
                 for sock in list(open_):
@@ -131,10 +139,28 @@ def test_over_max_connections_a_client_gets_a_json_503_and_later_ones_are_served
             assert client.post("/shout", json={"text": "hi"}).text == "HI"
 
 
-def _wait_until_open(handle: nbserve.ServiceHandle, count: int) -> None:
+def test_a_client_that_never_reads_its_reply_is_closed() -> None:
+    with running_service(Echo, limits=FAST) as handle:
+        sock = socket.create_connection(("127.0.0.1", handle.port))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.sendall(b"POST /flood HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+        _wait_until_open(handle, 1)
+        _wait_until_open(handle, 0, timeout=60)  # closed by the server; never read here
+        sock.close()
+
+
+def test_limits_are_checked_when_made() -> None:
+    with pytest.raises(ValueError, match="body_timeout=0"):
+        nbserve.ConnectionLimits(body_timeout=0)
+    with pytest.raises(ValueError, match="max_connections=0"):
+        nbserve.ConnectionLimits(max_connections=0)
+    assert nbserve.ConnectionLimits().connection_cap() >= 16
+
+
+def _wait_until_open(handle: nbserve.ServiceHandle, count: int, timeout: float = 10) -> None:
     http = handle._server._http
     assert http is not None
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + timeout
     while http.open_connections != count and time.monotonic() < deadline:
         time.sleep(0.01)
     assert http.open_connections == count
