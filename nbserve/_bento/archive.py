@@ -52,6 +52,7 @@ from nbserve._bento.safetar import (
     Scan,
     extract_scanned,
     file_header,
+    progress_bar,
     written_atomically,
 )
 from nbserve._bento.safetar import (
@@ -242,7 +243,10 @@ def extract(
         max_ratio=(max_ratio, "max_ratio"),
     )
     try:
-        found = scan_archive(archive, _refuse, budget, keep=VERSIONED_FILES.__contains__)
+        with progress_bar(archive, "checking") as progress:
+            found = scan_archive(
+                archive, _refuse, budget, keep=VERSIONED_FILES.__contains__, progress=progress
+            )
         name, version = _check_scan(archive, found)
         final = home / name / version
         if (final / BENTO_YAML).is_file():
@@ -259,7 +263,16 @@ def extract(
         staging.mkdir()
         try:
             # Not fsync'd, unlike a model import: the archive, not this cache, is the copy to keep.
-            extract_scanned(archive, found, staging, _refuse, keep_executable=True, fsync=False)
+            with progress_bar(archive, "extracting") as progress:
+                extract_scanned(
+                    archive,
+                    found,
+                    staging,
+                    _refuse,
+                    keep_executable=True,
+                    fsync=False,
+                    progress=progress,
+                )
             final.parent.mkdir(parents=True, exist_ok=True)
             try:
                 os.rename(staging, final)

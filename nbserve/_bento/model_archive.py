@@ -34,6 +34,7 @@ from nbserve._bento.safetar import (
     Scan,
     extract_scanned,
     file_header,
+    progress_bar,
     scan,
     written_atomically,
 )
@@ -158,14 +159,16 @@ def import_model(
     )
     declared = _Declared(archive)
     try:
-        found = scan(
-            archive,
-            _refuse,
-            budget,
-            keep=lambda key: key == MODEL_YAML,
-            on_member=declared.check,
-            on_kept=declared.read,
-        )
+        with progress_bar(archive, "checking") as progress:
+            found = scan(
+                archive,
+                _refuse,
+                budget,
+                keep=lambda key: key == MODEL_YAML,
+                on_member=declared.check,
+                on_kept=declared.read,
+                progress=progress,
+            )
     except (tarfile.TarError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise _refuse(archive, f"it is not a readable tar archive ({exc})") from None
     info = _check(archive, found, declared.info)
@@ -178,9 +181,16 @@ def import_model(
             )
         try:
             # Modes are not kept: a model's files are data, and their hashes are what is checked.
-            written = extract_scanned(
-                archive, found, staging, _refuse, keep_executable=False, fsync=True
-            )
+            with progress_bar(archive, "importing") as progress:
+                written = extract_scanned(
+                    archive,
+                    found,
+                    staging,
+                    _refuse,
+                    keep_executable=False,
+                    fsync=True,
+                    progress=progress,
+                )
         except (tarfile.TarError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
             raise _refuse(archive, f"it is not a readable tar archive ({exc})") from None
         # The files were hashed as they were written: verify() need not read them again.

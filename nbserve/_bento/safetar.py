@@ -30,6 +30,7 @@ The caller says how a refusal is worded: `refuse(archive, reason)` builds the ex
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
 import re
 import tarfile
@@ -38,16 +39,18 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import IO, NamedTuple
+from typing import IO, Any, NamedTuple
 
 __all__ = [
     "MAX_MEMBERS",
     "Budget",
     "Limit",
+    "Progress",
     "Refuse",
     "Scan",
     "extract_scanned",
     "file_header",
+    "progress_bar",
     "scan",
     "written_atomically",
 ]
@@ -132,22 +135,39 @@ def _checked_name(member: tarfile.TarInfo, archive: Path, refuse: Refuse) -> Pur
     return rel
 
 
+Progress = Callable[[int], None]
+"""Told how many more bytes of the archive file were read (for a progress bar)."""
+
+
+class _Counted:
+    """A file whose reads are reported to `progress`."""
+
+    def __init__(self, raw: IO[bytes], progress: Progress) -> None:
+        self.raw, self.progress = raw, progress
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.raw.read(n)
+        self.progress(len(data))
+        return data
+
+
 @contextmanager
-def _stream(archive: Path) -> Iterator[tarfile.TarFile]:
+def _stream(archive: Path, progress: Progress | None = None) -> Iterator[tarfile.TarFile]:
     """The archive as a forward-only tar stream, whatever compresses it (zstd included)."""
     with open(archive, "rb") as raw:
-        if raw.read(4) == _ZSTD_MAGIC:
+        magic = raw.read(4)
+        raw.seek(0)
+        source: Any = raw if progress is None else _Counted(raw, progress)
+        if magic == _ZSTD_MAGIC:
             import zstandard  # only for zstd archives
 
-            raw.seek(0)
             with (
-                zstandard.ZstdDecompressor().stream_reader(raw) as reader,
+                zstandard.ZstdDecompressor().stream_reader(source) as reader,
                 tarfile.open(fileobj=reader, mode="r|") as tar,
             ):
                 yield tar
             return
-        raw.seek(0)
-        with tarfile.open(fileobj=raw, mode="r|*") as tar:
+        with tarfile.open(fileobj=source, mode="r|*") as tar:
             yield tar
 
 
@@ -262,6 +282,7 @@ def scan(
     keep: Callable[[str], bool] = lambda key: False,
     on_member: Callable[[str, tarfile.TarInfo], None] | None = None,
     on_kept: Callable[[str, bytes], None] | None = None,
+    progress: Progress | None = None,
 ) -> Scan:
     """Check and hash every member of `archive`, writing nothing (pass 1; see the module doc).
 
@@ -271,7 +292,7 @@ def scan(
     """
     checker = _Checker(archive, refuse, budget, on_member)
     found = Scan(files=checker.files)
-    with _stream(archive) as tar:
+    with _stream(archive, progress) as tar:
         for member in tar:
             key = checker.check(member)
             if key is None:
@@ -300,6 +321,7 @@ def extract_scanned(
     *,
     keep_executable: bool,
     fsync: bool,
+    progress: Progress | None = None,
 ) -> dict[str, Path]:
     """Write the files `scan` found under the fresh directory `root` (pass 2); returns them.
 
@@ -309,7 +331,7 @@ def extract_scanned(
     """
     base = root.resolve()
     written: dict[str, Path] = {}
-    with _stream(archive) as tar:
+    with _stream(archive, progress) as tar:
         for member in tar:
             key = PurePosixPath(member.name).as_posix()
             if member.isdir() or key == ".":
@@ -340,3 +362,24 @@ def extract_scanned(
     if missing := sorted(found.files.keys() - written.keys()):
         raise refuse(archive, f"members {missing[:5]} were gone when it was extracted")
     return written
+
+
+@contextmanager
+def progress_bar(archive: Path, what: str) -> Iterator[Progress | None]:
+    """A progress bar over the archive's bytes for one pass, when it is large enough to take a
+    while (over 64 MiB); None otherwise. tqdm hides it where stderr is not a terminal."""
+    size = archive.stat().st_size
+    if size < 64 << 20:
+        yield None
+        return
+    # Imported by name: tqdm ships no type stubs, and the bar is only ever called, not typed.
+    tqdm = importlib.import_module("tqdm.auto").tqdm
+    with tqdm(
+        total=size,
+        unit="B",
+        unit_scale=True,
+        desc=f"{what} {archive.name}",
+        leave=False,
+        disable=None,
+    ) as bar:
+        yield bar.update
