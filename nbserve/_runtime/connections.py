@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import resource
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -56,6 +55,10 @@ _ACCEPT_BATCH = 128  # connections accepted per readiness event, as Tornado does
 def default_max_connections() -> int:
     """Open connections allowed by default: the soft RLIMIT_NOFILE less a reserve for the rest
     of the process (worker pipes, uploads' temp files, model files, the 503s themselves)."""
+    try:
+        import resource  # POSIX only
+    except ImportError:  # Windows: no such limit to derive it from
+        return 10_000
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY or soft <= 0:
         return 10_000
