@@ -15,7 +15,7 @@ is `{"x": [[64 floats]]}`, one row. Every server runs in its own process, with o
   floor of HTTP cost. Unbatched only.
 - `bentoml`: the same service under `bentoml serve` (1 worker, BentoML's default).
 - `inline`, `1w`, `2w`: `nbserve.serve(...)` with the instance in the server process, or with 1 or 2
-  worker processes.
+  worker processes; `inline-uv`: `inline` on uvloop's event loop (`NBSERVE_EVENT_LOOP=uvloop`).
 
 Unbatched rows call `/predict`; batched rows call `/predict_batched` (max_batch_size=64,
 max_latency_ms=1000 on both nbserve and BentoML). All servers of a workload run at once (idle
@@ -24,6 +24,13 @@ interleave the targets, `--repeat` times, and each cell shows the run with the m
 throughput (the machine's speed drifts; interleaving exposes every target to the same drift).
 Ratios compare requests/s at the same workload and connection count: `×tornado` against the
 plain handler, `×bentoml` against BentoML in the same mode. Errors are summed over the runs.
+
+`batched+hog` rows repeat the batched run at the highest connection count with a CPU hog (one
+busy Python process, what a notebook training a model beside the service looks like) running
+for its whole duration (`--no-hog` skips them). Last, the targets of issue 13 point 8 are
+printed with the measured ratios, met or not: inline unbatched ≥ 0.9× Tornado at the highest
+connection count; at one connection, p50 ≤ 1.2× Tornado's unbatched and ≤ 1.3× batched;
+batched p99 ≤ 3× its own p50, also beside the hog; batched ≥ 2.5× Tornado.
 """
 
 from __future__ import annotations
@@ -52,8 +59,10 @@ ENV = {
     "MKL_NUM_THREADS": "1",
     "PYTHONUNBUFFERED": "1",
 }
-TARGETS = ("tornado", "bentoml", "inline", "1w", "2w")
-ROUTES = {"unbatched": "/predict", "batched": "/predict_batched"}
+TARGETS = ("tornado", "bentoml", "inline", "inline-uv", "1w", "2w")
+DEFAULT_TARGETS = ("tornado", "bentoml", "inline", "1w", "2w")
+ROUTES = {"unbatched": "/predict", "batched": "/predict_batched", "batched+hog": "/predict_batched"}
+MODES = ("unbatched", "batched", "batched+hog")
 
 
 @dataclass
@@ -136,6 +145,8 @@ def server(target: str, workload: str) -> Iterator[str]:
     else:
         kind = "tornado" if target == "tornado" else "nbserve"
         workers = {"inline": 0, "1w": 1, "2w": 2}.get(target, 0)
+        if target == "inline-uv":  # the same, on uvloop's event loop (pip install uvloop)
+            env["NBSERVE_EVENT_LOOP"] = "uvloop"
         cmd = [
             sys.executable,
             str(Path(__file__)),
@@ -245,17 +256,17 @@ def report(
 ) -> None:
     print(f"\n== workload {workload} ==")
     print(
-        f"{'target':8} {'mode':9} {'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'×tornado':>9} {'×bentoml':>9}"
+        f"{'target':9} {'mode':11} {'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'×tornado':>9} {'×bentoml':>9}"
     )
     for (target, mode, conns), r in sorted(
-        results.items(), key=lambda kv: (kv[0][1], TARGETS.index(kv[0][0]), kv[0][2])
+        results.items(), key=lambda kv: (MODES.index(kv[0][1]), TARGETS.index(kv[0][0]), kv[0][2])
     ):
         base = results.get(("tornado", "unbatched", conns))
-        bento = results.get(("bentoml", mode, conns))
+        bento = results.get(("bentoml", mode.replace("+hog", ""), conns))
         vs_t = f"{r.rps / base.rps:.2f}" if base else "-"
         vs_b = f"{r.rps / bento.rps:.2f}" if bento and target != "bentoml" else "-"
         print(
-            f"{target:8} {mode:9} {conns:>5} {r.rps:>9.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.errors:>7} {vs_t:>9} {vs_b:>9}"
+            f"{target:9} {mode:11} {conns:>5} {r.rps:>9.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.errors:>7} {vs_t:>9} {vs_b:>9}"
         )
     top = max(connections)
     checks = []
@@ -279,6 +290,53 @@ def report(
             checks.append(f"{target}: batched {own_b.rps / own_u.rps:.1f}× its unbatched (≥ 5)")
     if checks:
         print(f"at {top} connections: " + "\n  ".join(["", *checks]))
+    if workload == "mlp":
+        lines = issue_targets(results, connections)
+        if lines:
+            print("issue 13 point 8 targets (same run, same machine):" + "\n  ".join(["", *lines]))
+
+
+def issue_targets(results: dict[tuple[str, str, int], Result], connections: list[int]) -> list[str]:
+    """The ratios issue 13 point 8 asks for, each with its target and whether it is met."""
+    top, one = max(connections), min(connections)
+    lines = []
+
+    def verdict(value: float, limit: float, at_least: bool) -> str:
+        met = value >= limit if at_least else value <= limit
+        return f"{value:.2f} ({'≥' if at_least else '≤'} {limit:g}: {'met' if met else 'NOT met'})"
+
+    base_top = results.get(("tornado", "unbatched", top))
+    base_one = results.get(("tornado", "unbatched", one))
+    inline = results.get(("inline", "unbatched", top))
+    if base_top and inline:
+        lines.append(
+            f"inline unbatched ×tornado at {top} conns: {verdict(inline.rps / base_top.rps, 0.9, True)}"
+        )
+    for target in ("inline", "inline-uv", "1w", "2w"):
+        unbatched, batched = (
+            results.get((target, "unbatched", one)),
+            results.get((target, "batched", one)),
+        )
+        if base_one and unbatched and one == 1:
+            lines.append(
+                f"{target} p50 at 1 conn ×tornado's: unbatched {verdict(unbatched.p50_ms / base_one.p50_ms, 1.2, False)}"
+            )
+        if base_one and batched and one == 1:
+            lines.append(
+                f"{target} p50 at 1 conn ×tornado's: batched {verdict(batched.p50_ms / base_one.p50_ms, 1.3, False)}"
+            )
+        for mode in ("batched", "batched+hog"):
+            r = results.get((target, mode, top))
+            if r:
+                lines.append(
+                    f"{target} {mode} p99/p50 at {top} conns: {verdict(r.p99_ms / r.p50_ms, 3.0, False)}"
+                )
+        r = results.get((target, "batched", top))
+        if base_top and r:
+            lines.append(
+                f"{target} batched ×tornado at {top} conns: {verdict(r.rps / base_top.rps, 2.5, True)}"
+            )
+    return lines
 
 
 def main() -> None:
@@ -291,9 +349,12 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
     parser.add_argument("--connections", default="1,16,64")
     parser.add_argument("--workloads", default="mlp,fixed")
-    parser.add_argument("--targets", default=",".join(TARGETS))
+    parser.add_argument("--targets", default=",".join(DEFAULT_TARGETS))
     parser.add_argument("--repeat", type=int, default=3, help="runs per cell; the median is shown")
     parser.add_argument("--settle", type=float, default=1.0, help="idle seconds between runs")
+    parser.add_argument(
+        "--no-hog", dest="hog", action="store_false", help="skip the batched runs beside a CPU hog"
+    )
     args = parser.parse_args()
     connections = [int(c) for c in args.connections.split(",")]
     targets = [t for t in args.targets.split(",") if t]
@@ -341,12 +402,40 @@ def measure(
                     time.sleep(args.settle)
                     r = wrk(urls[target] + ROUTES[mode], conns, args.duration, body)
                     runs.setdefault((target, mode, conns), []).append(r)
-                    print(
-                        f"  [{rep + 1}/{args.repeat}] {workload} {target} {mode} c={conns}: {r.rps:.0f} req/s "
-                        f"p50 {r.p50_ms:.2f} ms p99 {r.p99_ms:.2f} ms errors {r.errors}",
-                        file=sys.stderr,
-                    )
+                    _progress(rep, args.repeat, workload, target, mode, conns, r)
+            if not args.hog:
+                continue
+            top = max(connections)
+            for target, mode in plan:
+                if mode != "batched":
+                    continue
+                time.sleep(args.settle)
+                with cpu_hog():
+                    r = wrk(urls[target] + ROUTES[mode], top, args.duration, body)
+                runs.setdefault((target, "batched+hog", top), []).append(r)
+                _progress(rep, args.repeat, workload, target, "batched+hog", top, r)
     return {key: _median(results) for key, results in runs.items()}
+
+
+def _progress(
+    rep: int, repeat: int, workload: str, target: str, mode: str, conns: int, r: Result
+) -> None:
+    print(
+        f"  [{rep + 1}/{repeat}] {workload} {target} {mode} c={conns}: {r.rps:.0f} req/s "
+        f"p50 {r.p50_ms:.2f} ms p99 {r.p99_ms:.2f} ms errors {r.errors}",
+        file=sys.stderr,
+    )
+
+
+@contextlib.contextmanager
+def cpu_hog() -> Iterator[None]:
+    """One process spinning a core for the duration of the block."""
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        yield
+    finally:
+        hog.kill()
+        hog.wait()
 
 
 def _median(results: list[Result]) -> Result:

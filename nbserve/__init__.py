@@ -43,10 +43,12 @@ if TYPE_CHECKING:
     from nbserve import models, testing
     from nbserve._bento.export import export
     from nbserve._client import AsyncHTTPClient, SyncHTTPClient
+    from nbserve._runtime.connections import ConnectionLimits
     from nbserve._runtime.server import ServiceHandle, serve
 
 __all__ = [
     "AsyncHTTPClient",
+    "ConnectionLimits",
     "Context",
     "Field",
     "Service",
@@ -77,6 +79,7 @@ __all__ = [
 # name -> module that defines it; loaded on first access so `import nbserve` stays light.
 _LAZY = {
     "AsyncHTTPClient": "nbserve._client",
+    "ConnectionLimits": "nbserve._runtime.connections",
     "SyncHTTPClient": "nbserve._client",
     "ServiceHandle": "nbserve._runtime.server",
     "serve": "nbserve._runtime.server",

@@ -14,12 +14,16 @@ bento.yaml has no `creation_time`: a wall-clock time would make every build diff
 version already identifies the build. The version is 16 lowercase base32 characters, the
 shape of BentoML's versions; the placeholder's `0` is not in that alphabet.
 
-Extraction treats an archive as hostile: every member is checked before a byte is written
-(`safetar.checked_members`: regular files and directories only, relative paths without `..`,
-no duplicates, under the per-member and total size limits), files are written into a fresh
-staging directory with `O_EXCL | O_NOFOLLOW`, the content hash is checked against the version
-bento.yaml claims (so a cache entry always holds what its version says), and the staging
-directory is renamed to `$NBSERVE_HOME/bentos/<name>/<version>/` in one step.
+Extraction treats an archive as hostile and checks it before writing anything: a first
+streaming pass (`safetar.scan`) checks every member (regular files and directories only,
+relative paths without `..`, no duplicates, under the per-member and total size limits and a
+sane compression ratio) and hashes every file while writing nothing; bento.yaml (kept in
+memory) must name a valid name and version, its `service:` a module inside the archive's
+`src/`, and the content hash must be the version bento.yaml claims. Only then does a second
+pass write the files into a fresh staging directory with `O_EXCL | O_NOFOLLOW` (hashing again,
+so an archive that changed in between is refused), and the staging directory is renamed to
+`$NBSERVE_HOME/bentos/<name>/<version>/` in one step. Whatever was staged is removed on any
+failure.
 """
 
 from __future__ import annotations
@@ -28,9 +32,11 @@ import base64
 import hashlib
 import io
 import os
+import re
 import shutil
 import tarfile
 import uuid
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,11 +47,16 @@ import yaml
 from nbserve._bento.integrity import file_sha256
 from nbserve._bento.requirements import REPRODUCIBLE_EPOCH
 from nbserve._bento.safetar import (
+    Budget,
     Limit,
-    checked_members,
-    extract_files,
+    Scan,
+    extract_scanned,
     file_header,
+    progress_bar,
     written_atomically,
+)
+from nbserve._bento.safetar import (
+    scan as scan_archive,
 )
 from nbserve._bento.tag import PART
 from nbserve.exceptions import InvalidArgument
@@ -62,6 +73,7 @@ __all__ = [
     "extract",
     "read_bento_yaml",
     "scan",
+    "service_module_file",
     "with_version",
     "write_archive",
 ]
@@ -69,7 +81,10 @@ __all__ = [
 SUFFIX = ".bento"
 BENTO_YAML = "bento.yaml"
 MAX_MEMBER_SIZE = 16 << 30  # 16 GiB: a large model file, not a decompression bomb
-MAX_TOTAL_SIZE = 64 << 30
+MAX_TOTAL_SIZE = 32 << 30  # a 13B-parameter model in fp16 and its code; $NBSERVE_MAX_BENTO_SIZE
+MAX_RATIO = 200.0  # weights barely compress; 1 GiB of zeros in xz is ~7000:1
+_SERVICE_MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+_SERVICE_VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _XZ_PRESET: Literal[6] = 6  # xz's default; the level is part of what makes the bytes
 # The files that name the bento's version; they are hashed with PLACEHOLDER in its place.
 VERSIONED_FILES = frozenset({"bento.yaml", "env/docker/Dockerfile", "deploy/kubernetes.yaml"})
@@ -157,11 +172,36 @@ def _refuse(archive: Path, why: str) -> ArchiveError:
 
 
 def read_bento_yaml(directory: Path) -> dict[str, Any]:
-    data = yaml.safe_load((directory / BENTO_YAML).read_text(encoding="utf-8"))
+    return _parse_bento_yaml((directory / BENTO_YAML).read_bytes(), directory / BENTO_YAML)
+
+
+def _parse_bento_yaml(text: bytes, where: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(text.decode("utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        msg = f"{where} is not valid YAML ({exc}); is this a bento?"
+        raise ArchiveError(msg) from None
     if not isinstance(data, dict):
-        msg = f"{directory / BENTO_YAML} is not a mapping; is this a bento?"
+        msg = f"{where} is not a mapping; is this a bento?"
         raise ArchiveError(msg)
     return data
+
+
+def service_module_file(info: Mapping[str, Any]) -> tuple[str, str, str]:
+    """(module, variable, path inside the bento) of bento.yaml's `service: module:Variable`.
+
+    The module must be a dotted name of identifiers, so its file is under `src/`: a leading
+    dot, a slash or `..` would name code outside the archive. Raises `ArchiveError`.
+    """
+    service = str(info.get("service", "service:"))
+    module, _, variable = service.partition(":")
+    module = module or "service"
+    if not _SERVICE_MODULE.fullmatch(module) or (
+        variable and not _SERVICE_VARIABLE.fullmatch(variable)
+    ):
+        msg = f"bento.yaml's service {service!r} is not 'module:ClassName' with a module inside the bento's src/ (dotted identifiers, no leading dots or slashes)"
+        raise ArchiveError(msg)
+    return module, variable, "src/" + module.replace(".", "/") + ".py"
 
 
 def scan(directory: Path) -> dict[str, Entry]:
@@ -180,61 +220,128 @@ def extract(
     *,
     home: Path | None = None,
     max_member_size: int = MAX_MEMBER_SIZE,
-    max_total_size: int = MAX_TOTAL_SIZE,
+    max_total_size: int | None = None,
+    max_ratio: float = MAX_RATIO,
 ) -> Path:
     """Extract a `.bento` safely into `home/<name>/<version>/` (default `bentos_home()`).
 
-    An archive already in the cache is not extracted again. Raises `ArchiveError` for an
-    unsafe or tampered archive; nothing is written outside a staging directory under `home`.
+    Nothing is written until the whole archive has been checked and its content hash matches
+    its version. An archive already in the cache is not extracted again. Raises
+    `ArchiveError` for an unsafe or tampered archive, leaving nothing behind. `max_total_size`
+    defaults to `$NBSERVE_MAX_BENTO_SIZE`, else 32 GiB.
     """
     archive = Path(archive)
     if not archive.is_file():
         msg = f"no .bento archive at {archive}"
         raise FileNotFoundError(msg)
     home = bentos_home() if home is None else home
-    staging_root = home / ".tmp"
-    staging_root.mkdir(parents=True, exist_ok=True)
-    staging = staging_root / f"extract-{uuid.uuid4().hex}"
-    staging.mkdir()
+    if max_total_size is None:
+        max_total_size = _env_size("NBSERVE_MAX_BENTO_SIZE", MAX_TOTAL_SIZE)
+    budget = Budget(
+        max_member_size=Limit(max_member_size, "max_member_size"),
+        max_total_size=Limit(max_total_size, "max_total_size (or $NBSERVE_MAX_BENTO_SIZE)"),
+        max_ratio=(max_ratio, "max_ratio"),
+    )
     try:
-        try:
-            with tarfile.open(archive, "r:*") as tar:
-                files = checked_members(
-                    tar,
-                    archive,
-                    _refuse,
-                    max_member_size=Limit(max_member_size, "max_member_size"),
-                    max_total_size=Limit(max_total_size, "max_total_size"),
-                )
-                # Not fsync'd, unlike a model import: the archive, not this cache, is the copy to keep.
-                extract_files(
-                    tar, files, staging, archive, _refuse, keep_executable=True, fsync=False
-                )
-        except (tarfile.TarError, EOFError, OSError) as exc:
-            if isinstance(exc, ArchiveError):
-                raise
-            raise _refuse(archive, f"it is not a readable tar archive ({exc})") from exc
-        if not (staging / BENTO_YAML).is_file():
-            raise _refuse(archive, "it has no bento.yaml at its top level")
-        info = read_bento_yaml(staging)
-        name, version = str(info.get("name", "")), str(info.get("version", ""))
-        if not (PART.fullmatch(name) and PART.fullmatch(version)):
-            raise _refuse(
-                archive, f"bento.yaml names it {name!r}:{version!r}, not a valid name and version"
+        with progress_bar(archive, "checking") as progress:
+            found = scan_archive(
+                archive, _refuse, budget, keep=VERSIONED_FILES.__contains__, progress=progress
             )
-        if content_version(scan(staging), version) != version:
+        name, version = _check_scan(archive, found)
+        final = home / name / version
+        if (final / BENTO_YAML).is_file():
+            return final  # already cached: same version, so the same verified content
+        staging_root = home / ".tmp"
+        staging_root.mkdir(parents=True, exist_ok=True)
+        free = shutil.disk_usage(staging_root).free
+        if found.total_size > free:
             raise _refuse(
                 archive,
-                f"its content does not match its version {version} (changed after it was built?)",
+                f"it unpacks to {found.total_size} bytes but only {free} are free in {home}",
             )
-        final = home / name / version
-        final.parent.mkdir(parents=True, exist_ok=True)
+        staging = staging_root / f"extract-{uuid.uuid4().hex}"
+        staging.mkdir()
         try:
-            os.rename(staging, final)
-        except OSError:
-            if not (final / BENTO_YAML).is_file():
-                raise
-            # Already cached: same version, same verified content. Keep the cached copy.
-        return final
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+            # Not fsync'd, unlike a model import: the archive, not this cache, is the copy to keep.
+            with progress_bar(archive, "extracting") as progress:
+                extract_scanned(
+                    archive,
+                    found,
+                    staging,
+                    _refuse,
+                    keep_executable=True,
+                    fsync=False,
+                    progress=progress,
+                )
+            final.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.rename(staging, final)
+            except OSError:
+                if not (final / BENTO_YAML).is_file():
+                    raise
+                # Extracted meanwhile by another process: same version, same verified content.
+            return final
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+        if isinstance(exc, FileNotFoundError) and not archive.is_file():
+            raise
+        raise _refuse(archive, f"it is not a readable tar archive ({exc})") from exc
+    except ArchiveError as exc:
+        if str(exc).startswith("refusing"):
+            raise
+        raise _refuse(archive, str(exc)) from None
+
+
+def _check_scan(archive: Path, found: Scan) -> tuple[str, str]:
+    """(name, version) once bento.yaml and the content hash check out; raises `ArchiveError`."""
+    text = found.kept.get(BENTO_YAML)
+    if text is None:
+        raise _refuse(archive, "it has no bento.yaml at its top level")
+    info = _parse_bento_yaml(text, Path(BENTO_YAML))
+    name, version = str(info.get("name", "")), str(info.get("version", ""))
+    if not (PART.fullmatch(name) and PART.fullmatch(version)):
+        raise _refuse(
+            archive, f"bento.yaml names it {name!r}:{version!r}, not a valid name and version"
+        )
+    _, _, module_file = service_module_file(info)
+    if module_file not in found.files:
+        raise _refuse(
+            archive,
+            f"bento.yaml's service {info.get('service')!r} names {module_file}, which the archive does not hold",
+        )
+    entries: dict[str, Entry] = {
+        key: _Hashed(
+            found.kept.get(key, b""),
+            executable=bool(member.mode & 0o111),
+            digest=found.sha256[key],
+        )
+        for key, member in found.files.items()
+    }
+    if content_version(entries, version) != version:
+        raise _refuse(
+            archive,
+            f"its content does not match its version {version} (changed after it was built?)",
+        )
+    return name, version
+
+
+@dataclass(frozen=True)
+class _Hashed(Entry):
+    """A file scanned in an archive: its hash is known, its bytes are not kept (but the small
+    versioned files' are, since the version check replaces the version inside them)."""
+
+    digest: str = ""
+
+    def sha256(self) -> str:
+        return self.digest
+
+
+def _env_size(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    if not value.isdigit():
+        msg = f"${name}={value!r} must be a number of bytes, e.g. {default}"
+        raise ValueError(msg)
+    return int(value)

@@ -124,9 +124,13 @@ def check_environment(bento: Bento) -> list[str]:
 
 
 def _import_service(bento: Bento) -> Service[Any]:
-    module_name, variable = bento.module_and_variable
+    # A dotted name of identifiers only: `..tmp.x.evil` would import code outside the bento.
+    module_name, variable, inside = archive.service_module_file(bento.info)
     src = bento.path / "src"
-    file = src / (module_name.replace(".", "/") + ".py")
+    file = bento.path / inside
+    if not file.resolve().is_relative_to(src.resolve()):
+        msg = f"bento {bento.tag} names service {bento.info.get('service')!r}, whose file is outside the bento's src/; refusing to import it"
+        raise NbserveError(msg)
     if not file.is_file():
         msg = f"bento {bento.tag} names service {bento.info.get('service')!r} but has no {file.relative_to(bento.path)}; the archive is incomplete"
         raise NbserveError(msg)

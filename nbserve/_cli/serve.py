@@ -54,8 +54,8 @@ def register(commands: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--host",
-        default=os.environ.get("BENTOML_HOST", "127.0.0.1"),
-        help="address to bind (default: 127.0.0.1; 0.0.0.0 for all interfaces)",
+        default=None,
+        help="address to bind (default: $BENTOML_HOST, else 127.0.0.1; 0.0.0.0 for all interfaces)",
     )
     parser.add_argument(
         "-p",
@@ -84,6 +84,25 @@ def register(commands: Any) -> argparse.ArgumentParser:
         metavar="BYTES",
         help="larger request bodies get a 413 (default: 104857600, 100 MiB)",
     )
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=None,
+        metavar="N",
+        help="open connections allowed; more get a 503 (default: from the file-descriptor limit)",
+    )
+    for flag, default, what in (
+        ("--idle-timeout", 75.0, "a keep-alive connection may wait for its next request"),
+        ("--header-timeout", 30.0, "a request's headers may take to arrive"),
+        ("--body-timeout", 30.0, "a body may go below 1 KiB/s, or a client leave a reply unread"),
+    ):
+        parser.add_argument(
+            flag,
+            type=float,
+            default=default,
+            metavar="SECONDS",
+            help=f"seconds {what} before the connection is closed (default: {default:g})",
+        )
     parser.add_argument(
         "--token",
         default=os.environ.get("NBSERVE_TOKEN"),
@@ -115,12 +134,15 @@ def _default_port() -> int:
 
 def run(args: argparse.Namespace) -> int:
     _log_to_stderr(args.verbose)
+    if args.host is None:
+        args.host = _host_from_env()
     try:
         service = load_target(args.target)
     except TargetError as exc:
         print(f"nbserve serve: error: {exc}", file=sys.stderr)
         return 2
 
+    from nbserve._runtime.connections import ConnectionLimits
     from nbserve._runtime.server import Server
 
     workers = args.workers if args.workers is not None else service.config.worker_count
@@ -133,6 +155,12 @@ def run(args: argparse.Namespace) -> int:
             token=args.token,
             max_body_size=args.max_body_size,
             debug=args.debug,
+            limits=ConnectionLimits(
+                idle_timeout=args.idle_timeout,
+                header_timeout=args.header_timeout,
+                body_timeout=args.body_timeout,
+                max_connections=args.max_connections,
+            ),
         )
     except (OSError, ValueError) as exc:
         print(
@@ -164,6 +192,21 @@ def run(args: argparse.Namespace) -> int:
         on_started=started,
     )
     return 1 if failed else 0
+
+
+def _host_from_env() -> str:
+    """$BENTOML_HOST (BentoML's), else 127.0.0.1; said on stderr when the environment chose,
+    since binding every interface must never happen silently."""
+    host = os.environ.get("BENTOML_HOST")
+    if not host:
+        return "127.0.0.1"
+    scope = "every interface" if host in ("0.0.0.0", "::") else "that address"
+    print(
+        f"nbserve: binding {host} ({scope}) because BENTOML_HOST={host!r} is set in the environment; pass --host 127.0.0.1 to stay local",
+        file=sys.stderr,
+        flush=True,
+    )
+    return host
 
 
 def _log_to_stderr(verbose: int) -> None:

@@ -4,7 +4,8 @@ Tornado's own router walks a list of regexes; here a request costs a few dict lo
 system routes, then the task routes of `@task` APIs), and the tables come from the deployment
 that is current when the request's headers arrive, so a hot swap changes routing without
 rebuilding the application. A body whose Content-Length is over the server's limit goes to
-`TooLargeHandler` before any other check, so it gets a JSON 413 whatever its path.
+`TooLargeHandler` before any other check, so it gets a JSON 413 whatever its path. A multipart
+body to an API goes to `uploads.FormAPIHandler`, which parses it as it arrives.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import tornado.web
 
 from nbserve._runtime.errors import NotFoundHandler, TooLargeHandler, silence_tornado_access_log
 from nbserve._runtime.handlers import APIHandler, ChunkedAPIHandler
+from nbserve._runtime.uploads import FormAPIHandler
 
 if TYPE_CHECKING:
     from nbserve._runtime.server import Server
@@ -57,6 +59,11 @@ class Application(tornado.web.Application):
         ):
             # An API routed at "/" still leaves GET / to the docs page, as in BentoML.
             handler = ChunkedAPIHandler if chunked else APIHandler
+            if (
+                not api.input.root  # a root input takes the raw body, whatever its type
+                and headers.get("Content-Type", "")[:19].lower() == "multipart/form-data"
+            ):
+                handler = FormAPIHandler  # parsed as it arrives, large parts to disk
             return self.get_handler_delegate(
                 request, handler, {"deployment": deployment, "api": api}
             )

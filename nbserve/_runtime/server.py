@@ -21,6 +21,8 @@ import asyncio
 import atexit
 import concurrent.futures
 import contextlib
+import importlib
+import os
 import re
 import threading
 import time
@@ -28,8 +30,7 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
-import tornado.httpserver
-
+from nbserve._runtime.connections import ConnectionLimits, HTTPServer
 from nbserve._runtime.deployment import Deployment
 from nbserve._runtime.handle import ServiceHandle
 from nbserve._runtime.logs import ServiceLog, capture_output, route_output
@@ -39,7 +40,7 @@ from nbserve._runtime.sockets import bind_sockets
 if TYPE_CHECKING:
     from nbserve._sdk.service import Service
 
-__all__ = ["DEFAULT_MAX_BODY_SIZE", "Server", "ServiceHandle", "State", "serve"]
+__all__ = ["DEFAULT_MAX_BODY_SIZE", "ConnectionLimits", "Server", "ServiceHandle", "State", "serve"]
 
 State = Literal["starting", "running", "stopping", "stopped", "failed"]
 DEFAULT_MAX_BODY_SIZE = 100 * 2**20
@@ -61,6 +62,7 @@ class Server:
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
         name: str | None = None,
         debug: bool = False,
+        limits: ConnectionLimits | None = None,
     ) -> None:
         if (
             isinstance(max_body_size, bool)
@@ -78,6 +80,7 @@ class Server:
         self.max_body_size = max_body_size
         self.debug = debug
         """A 500's body names the exception's type and message (errors.py); never the traceback."""
+        self.limits = limits or ConnectionLimits()
         self.workers = workers
         self.server_header = _server_header(service)
         self._sockets = bind_sockets(port, host)  # port in use: raises here
@@ -94,7 +97,7 @@ class Server:
         self.error: BaseException | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._http: tornado.httpserver.HTTPServer | None = None
+        self._http: HTTPServer | None = None
         self._starting: asyncio.Task[None] | None = None
         self._stopping: asyncio.Task[None] | None = None
         self._draining: set[Deployment] = set()
@@ -154,7 +157,7 @@ class Server:
         or failed to.
         """
         self._on_started = on_started
-        loop = asyncio.new_event_loop()
+        loop = new_event_loop()
         asyncio.set_event_loop(loop)
         self._loop = loop
         _RUNNING.add(self)
@@ -176,8 +179,10 @@ class Server:
 
     async def _open(self) -> None:
         app = Application(self)
-        self._http = tornado.httpserver.HTTPServer(
+        self._http = HTTPServer(
             app,
+            limits=self.limits,
+            logger=self.log.logger,
             max_body_size=self.max_body_size,
             max_buffer_size=max(self.max_body_size + 2**16, 100 * 2**20),
         )
@@ -359,12 +364,14 @@ def serve(
     max_body_size: int = DEFAULT_MAX_BODY_SIZE,
     name: str | None = None,
     debug: bool | None = None,
+    limits: ConnectionLimits | None = None,
 ) -> ServiceHandle:
     """Serve `service` over HTTP from a background thread and return its handle at once.
 
     `port=0` picks a free port (`handle.port`). `workers=None` runs the instance in this
     process; `token` requires `Authorization: Bearer <token>` on every route but the probes;
-    bodies over `max_body_size` bytes get a 413. `debug`: a 500 tells the client the
+    bodies over `max_body_size` bytes get a 413; `limits` sets the connection timeouts and the
+    cap on open connections (`ConnectionLimits`). `debug`: a 500 tells the client the
     exception's type and message (never the traceback); by default, only inside a Jupyter
     kernel, where the client is the person who wrote the service.
     """
@@ -381,6 +388,7 @@ def serve(
         max_body_size=max_body_size,
         name=name,
         debug=debug,
+        limits=limits,
     )
     server.start()
     return ServiceHandle(server)
@@ -400,6 +408,22 @@ def as_service(value: Any) -> Service[Any]:
 def _server_header(service: Service[Any]) -> str:
     """The `Server` header: `nbserve/<service name>`, with header-unsafe characters replaced."""
     return "nbserve/" + _HEADER_UNSAFE.sub("_", service.name)
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """asyncio's loop, or uvloop's with `NBSERVE_EVENT_LOOP=uvloop` (when it is installed).
+
+    An opt-in for measuring (benchmarks/serving.py's `inline-uv` target), not the default.
+    """
+    if os.environ.get("NBSERVE_EVENT_LOOP", "").lower() == "uvloop":
+        try:
+            uvloop = importlib.import_module("uvloop")
+        except ImportError:
+            msg = "NBSERVE_EVENT_LOOP=uvloop but uvloop is not installed: pip install uvloop, or unset it"
+            raise RuntimeError(msg) from None
+        loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+        return loop
+    return asyncio.new_event_loop()
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

@@ -233,4 +233,20 @@ def test_a_500_names_the_exception_only_with_debug(
     assert ("ValueError: secret detail" in reply.text) is debug
     assert "Traceback" not in reply.text
     proc.process.terminate()
+
+
+def test_a_host_from_bentoml_host_is_said_at_start_up(
+    service_file: Path, tmp_path: Path, served: list[Served], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BENTOML_HOST", "127.0.0.1")
+    proc = Served(
+        [f"{service_file}:Echo", "--port", "0", "--max-connections", "50", "--body-timeout", "5"],
+        tmp_path,
+        tmp_path / "shutdown.txt",
+    )
+    served.append(proc)
+    url = proc.ready_line().group(2)
+    assert any("BENTOML_HOST='127.0.0.1'" in line for line in proc.stderr), proc.stderr
+    assert httpx.post(url + "/shout", json={"text": "hi"}).text == "HI"
+    proc.process.send_signal(signal.SIGTERM)
     assert proc.finish() == 0

@@ -69,6 +69,17 @@ def test_tensor_schema_inside_a_user_model() -> None:
     assert Batch.model_json_schema()["properties"]["x"]["type"] == "tensor"
 
 
+def test_a_value_the_dtype_cannot_hold_is_a_validation_error() -> None:
+    """1e300 as float32 would be a silent inf (and a RuntimeWarning): the client's error."""
+
+    class Batch(BaseModel):
+        x: Annotated[np.ndarray, TensorSchema(dtype="float32")]
+
+    with pytest.raises(ValidationError, match="does not fit float32"):
+        Batch.model_validate_json(b'{"x": [1.0, 1e300]}')
+    assert Batch.model_validate_json(b'{"x": [1.0, 2.5]}').x.tolist() == [1.0, 2.5]
+
+
 def test_dataframe_schema_inside_a_user_model() -> None:
     pd = pytest.importorskip("pandas")
 

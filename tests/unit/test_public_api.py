@@ -12,6 +12,7 @@ import nbserve
 
 PINNED = [
     "AsyncHTTPClient",
+    "ConnectionLimits",
     "Context",
     "Field",
     "Service",

@@ -16,6 +16,7 @@ import fnmatch
 import io
 import mimetypes
 import re
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePath
@@ -60,11 +61,20 @@ def _safe_name(filename: str, content_type: str) -> str:
 
 
 def save_upload(upload: UploadedFile, temp_dir: Path) -> Path:
-    """Write an uploaded file under `temp_dir`, keeping its name (and so its suffix)."""
+    """Write an uploaded file under `temp_dir`, keeping its name (and so its suffix).
+
+    A part the parser spilled to disk is moved there (a rename on one file system), not copied.
+    """
     temp_dir.mkdir(parents=True, exist_ok=True)
     # One fresh directory per file: two parts with the same name never collide.
     path = Path(tempfile.mkdtemp(dir=temp_dir)) / _safe_name(upload.filename, upload.content_type)
-    path.write_bytes(upload.body)
+    if upload.spilled is not None and temp_dir.resolve() in upload.spilled.resolve().parents:
+        shutil.copyfile(upload.spilled, path)  # already saved once: that copy stays its own
+    elif upload.spilled is not None:
+        shutil.move(upload.spilled, path)
+        upload.spilled = path  # read from here from now on
+    else:
+        path.write_bytes(upload.body)
     return path
 
 
@@ -162,7 +172,7 @@ class ImageSchema:
         source: Any
         if isinstance(value, UploadedFile):
             _check_content_type(value, self.content_type)
-            source = io.BytesIO(value.body)
+            source = value.spilled if value.spilled is not None else io.BytesIO(value.body)
         elif isinstance(value, bytes | bytearray):
             source = io.BytesIO(value)
         elif isinstance(value, PurePath):  # Python callers only

@@ -178,7 +178,7 @@ class InputSpec:
             texts = fields.get(name)
             if not texts and files.get(name):
                 # A non-file input sent as a file part (curl -F 'text=@notes.txt').
-                texts = [part.body.decode("utf-8", "replace") for part in files[name]]
+                texts = [part.read_bytes().decode("utf-8", "replace") for part in files[name]]
             if texts:
                 values[name] = self._form_value(name, texts, listed)
         return self._validate(values, temp_dir)

@@ -5,6 +5,7 @@ to a worker process and back unchanged."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 __all__ = ["Payload", "UploadedFile"]
 
@@ -21,12 +22,22 @@ class Payload:
 
 @dataclass(slots=True)
 class UploadedFile:
-    """One file part of a multipart request, as the runtime parsed it."""
+    """One file part of a multipart request, as the runtime parsed it: its bytes in `body`,
+    or, for a large part the parser spilled to disk, in the file at `spilled` (then `body`
+    is empty; the file is the request's to move or delete)."""
 
     filename: str
     content_type: str
-    body: bytes
+    body: bytes = b""
+    spilled: Path | None = None
+
+    @property
+    def size(self) -> int:
+        return self.spilled.stat().st_size if self.spilled is not None else len(self.body)
+
+    def read_bytes(self) -> bytes:
+        return self.spilled.read_bytes() if self.spilled is not None else self.body
 
     def __repr__(self) -> str:
         # Never dump the body into logs or error messages.
-        return f"UploadedFile(filename={self.filename!r}, content_type={self.content_type!r}, {len(self.body)} bytes)"
+        return f"UploadedFile(filename={self.filename!r}, content_type={self.content_type!r}, {self.size} bytes)"

@@ -78,7 +78,13 @@ def _numpy_validator(spec: TensorSchema) -> Callable[[Any], Any]:
             if isinstance(value, str | bytes | dict):
                 raise _not_a_tensor(what, f"got {type(value).__name__}")
             try:
-                arr = np.asarray(value, dtype=dtype)
+                # A value the dtype cannot hold (1e300 as float32) is the client's error: a
+                # 400, not a RuntimeWarning and a silent inf (found by the fuzz test).
+                # errstate is per thread (a context variable), unlike the warnings filters.
+                with np.errstate(over="raise", invalid="raise"):
+                    arr = np.asarray(value, dtype=dtype)
+            except FloatingPointError as exc:
+                raise _not_a_tensor(what, f"a value does not fit {dtype} ({exc})") from None
             except (ValueError, TypeError, OverflowError) as exc:
                 raise _not_a_tensor(what, _reason(exc)) from None
             if dtype is None and arr.dtype == object:
