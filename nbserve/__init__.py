@@ -32,7 +32,7 @@ from nbserve._notebook import (
     stop_all,
     unload_ipython_extension,
 )
-from nbserve._sdk.context import Context
+from nbserve._sdk.context import Context, Cookie
 from nbserve._sdk.dependency import depends
 from nbserve._sdk.hooks import on_deployment, on_shutdown, on_startup
 from nbserve._sdk.method import api, task
@@ -44,10 +44,12 @@ if TYPE_CHECKING:
     from nbserve._bento.export import export
     from nbserve._client import AsyncHTTPClient, SyncHTTPClient
     from nbserve._runtime.server import ServiceHandle, serve
+    from nbserve._sdk.runner import runner_service
 
 __all__ = [
     "AsyncHTTPClient",
     "Context",
+    "Cookie",
     "Field",
     "Service",
     "ServiceHandle",
@@ -63,6 +65,7 @@ __all__ = [
     "on_shutdown",
     "on_startup",
     "rollback",
+    "runner_service",
     "serve",
     "service",
     "services",
@@ -82,6 +85,7 @@ _LAZY = {
     "serve": "nbserve._runtime.server",
     "models": "nbserve.models",
     "export": "nbserve._bento.export",
+    "runner_service": "nbserve._sdk.runner",
 }
 
 

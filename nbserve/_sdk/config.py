@@ -124,6 +124,13 @@ def _check_resources(resources: Any) -> ResourcesConfig:
         msg = f"resources={resources!r} must be a dict, e.g. resources={{'cpu': '1', 'gpu': 1}}"
         raise _fail(msg)
     gpu = resources.get("gpu", 0)
+    if isinstance(gpu, str):  # BentoML's own examples write resources={"gpu": "1"}
+        try:
+            gpu = float(gpu) if "." in gpu else int(gpu)
+        except ValueError:
+            pass
+        else:
+            resources = {**resources, "gpu": gpu}
     if isinstance(gpu, bool) or not isinstance(gpu, int | float) or gpu < 0 or math.isnan(gpu):
         msg = f"resources.gpu={gpu!r} must be a number of GPUs per worker: an integer (1, 2) or a fraction (0.5)"
         raise _fail(msg)

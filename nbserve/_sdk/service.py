@@ -52,6 +52,7 @@ class Service(Generic[T]):
         self._schema: dict[str, Any] | None = None
         self._openapi: dict[str, Any] | None = None
         self._collect()
+        _add_views(inner)
 
     def _collect(self) -> None:
         routes: dict[str, str] = {}
@@ -134,6 +135,15 @@ class Service(Generic[T]):
 
     def __repr__(self) -> str:
         return f"<nbserve Service {self.name}: {', '.join(self.apis) or 'no APIs'}>"
+
+
+def _add_views(inner: type) -> None:
+    """Give instances BentoML's `to_async` / `to_sync` views, unless the class has its own."""
+    from nbserve._sdk.asyncify import ToAsync, ToSync
+
+    for attr, view in (("to_async", ToAsync()), ("to_sync", ToSync())):
+        if not any(attr in vars(klass) for klass in inner.__mro__):
+            setattr(inner, attr, view)
 
 
 @overload

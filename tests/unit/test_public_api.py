@@ -13,6 +13,7 @@ import nbserve
 PINNED = [
     "AsyncHTTPClient",
     "Context",
+    "Cookie",
     "Field",
     "Service",
     "ServiceHandle",
@@ -28,6 +29,7 @@ PINNED = [
     "on_shutdown",
     "on_startup",
     "rollback",
+    "runner_service",
     "serve",
     "service",
     "services",
