@@ -40,10 +40,15 @@ from nbserve._sdk.service import Service, service
 from nbserve._version import __version__
 
 if TYPE_CHECKING:
-    from nbserve import models, testing
+    from nbserve import images, models, testing
     from nbserve._bento.export import export
     from nbserve._client import AsyncHTTPClient, SyncHTTPClient
     from nbserve._runtime.server import ServiceHandle, serve
+    from nbserve._sdk.arguments import use_arguments
+    from nbserve._sdk.current import get_current_service
+    from nbserve._sdk.importing import importing
+    from nbserve._sdk.loading import load
+    from nbserve._sdk.monitoring import monitor
     from nbserve._sdk.runner import runner_service
 
 __all__ = [
@@ -59,8 +64,13 @@ __all__ = [
     "depends",
     "exceptions",
     "export",
+    "get_current_service",
+    "images",
+    "importing",
+    "load",
     "load_ipython_extension",
     "models",
+    "monitor",
     "on_deployment",
     "on_shutdown",
     "on_startup",
@@ -74,6 +84,7 @@ __all__ = [
     "task",
     "testing",
     "unload_ipython_extension",
+    "use_arguments",
     "validators",
 ]
 
@@ -86,13 +97,18 @@ _LAZY = {
     "models": "nbserve.models",
     "export": "nbserve._bento.export",
     "runner_service": "nbserve._sdk.runner",
+    "get_current_service": "nbserve._sdk.current",
+    "importing": "nbserve._sdk.importing",
+    "load": "nbserve._sdk.loading",
+    "monitor": "nbserve._sdk.monitoring",
+    "use_arguments": "nbserve._sdk.arguments",
 }
 
 
 def __getattr__(name: str) -> Any:
     import importlib
 
-    if name in ("models", "testing"):
+    if name in ("models", "testing", "images"):
         return importlib.import_module(f"nbserve.{name}")
     if name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name]), name)

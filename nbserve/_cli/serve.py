@@ -90,6 +90,13 @@ def register(commands: Any) -> argparse.ArgumentParser:
         help="require 'Authorization: Bearer TOKEN' (default: $NBSERVE_TOKEN, else none)",
     )
     parser.add_argument(
+        "--arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a value the service reads with nbserve.use_arguments() (repeat for more)",
+    )
+    parser.add_argument(
         "-v",
         "--verbose",
         action="count",
@@ -110,9 +117,14 @@ def _default_port() -> int:
 
 def run(args: argparse.Namespace) -> int:
     _log_to_stderr(args.verbose)
+    from nbserve._sdk.arguments import parse_arguments, set_arguments
+    from nbserve.exceptions import InvalidArgument
+
     try:
+        if args.arg:  # before the import: the service module reads them at import time
+            set_arguments(parse_arguments(args.arg))
         service = load_target(args.target)
-    except TargetError as exc:
+    except (TargetError, InvalidArgument) as exc:
         print(f"nbserve serve: error: {exc}", file=sys.stderr)
         return 2
 

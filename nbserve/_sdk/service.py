@@ -91,8 +91,15 @@ class Service(Generic[T]):
 
     # --- using the service -------------------------------------------------------------
     def __call__(self, *args: Any, **kwargs: Any) -> T:
-        """Instantiate the user class directly (no HTTP), as BentoML's `Service()` does."""
-        return self.inner(*args, **kwargs)
+        """Instantiate the user class directly (no HTTP), as BentoML's `Service()` does.
+
+        The runtime makes the served instance this way, so it becomes `get_current_service()`.
+        """
+        from nbserve._sdk.current import set_current_service
+
+        instance = self.inner(*args, **kwargs)
+        set_current_service(instance)
+        return instance
 
     @property
     def bento_name(self) -> str:

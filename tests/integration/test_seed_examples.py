@@ -72,10 +72,14 @@ class SummarizationRouted:
 def test_definition_configuration_and_route() -> None:
     assert Summarization.config.timeout == 10
     with running_service(Summarization) as handle:
-        r = httpx.post(f"{handle.url}/summarize", json={"text": "the quick brown fox jumps"})
+        r = httpx.post(
+            f"{handle.url}/summarize", json={"text": "the quick brown fox jumps"}, timeout=60
+        )
         assert (r.status_code, r.text) == (200, "the quick brown")
     with running_service(SummarizationRouted) as handle:
-        r = httpx.post(f"{handle.url}/custom/url/name", json={"text": "one two three four"})
+        r = httpx.post(
+            f"{handle.url}/custom/url/name", json={"text": "one two three four"}, timeout=60
+        )
         assert (r.status_code, r.text) == (200, "one two three")
         assert httpx.post(f"{handle.url}/summarize", json={"text": "x"}).status_code == 404
 
@@ -122,7 +126,10 @@ class ContextExample:
 
 
 def test_context_headers_cookies_status_and_state() -> None:
-    with running_service(ContextExample) as handle, httpx.Client(base_url=handle.url) as client:
+    with (
+        running_service(ContextExample) as handle,
+        httpx.Client(base_url=handle.url, timeout=60) as client,
+    ):
         r = client.post("/summarize", json={"text": "a b c d"}, headers={"X-Agent": "seed"})
         assert (r.status_code, r.text) == (202, "a b c")
         assert r.headers.get_list("x-custom-header") == ["value", "second"]
@@ -196,7 +203,7 @@ def test_synchronous_api_with_stored_model_and_dependency() -> None:
     clf = _save_iris()
     rows = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
     with running_service(_iris_classifier()) as handle:
-        r = httpx.post(f"{handle.url}/classify", json={"input_series": rows})
+        r = httpx.post(f"{handle.url}/classify", json={"input_series": rows}, timeout=60)
         assert r.status_code == 200
         assert r.json() == clf.predict(np.array(rows)).tolist()
 
@@ -241,7 +248,7 @@ class VLLMService:
 def test_async_generator_api_streams_with_default_prompt() -> None:
     with (
         running_service(VLLMService) as handle,  # one worker process, as declared
-        httpx.stream("POST", f"{handle.url}/generate", json={}) as r,
+        httpx.stream("POST", f"{handle.url}/generate", json={}, timeout=60) as r,
     ):
         assert r.status_code == 200
         assert "".join(r.iter_text()) == "Explainsuperconductorslike"
@@ -384,7 +391,7 @@ def test_legacy_runner_as_a_service() -> None:
     expected = clf.predict(np.array(rows)).tolist()
     with running_service(MyService) as handle:
         for route in ("/classify", "/classify_12"):
-            r = httpx.post(handle.url + route, json={"input_series": rows})
+            r = httpx.post(handle.url + route, json={"input_series": rows}, timeout=60)
             assert (r.status_code, r.json()) == (200, expected)
     assert sample_legacy_runner.predict.run(np.array(rows)).tolist() == expected
     assert asyncio.run(sample_legacy_runner.predict.async_run(np.array(rows))).tolist() == expected

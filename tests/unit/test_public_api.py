@@ -23,8 +23,13 @@ PINNED = [
     "depends",
     "exceptions",
     "export",
+    "get_current_service",
+    "images",
+    "importing",
+    "load",
     "load_ipython_extension",
     "models",
+    "monitor",
     "on_deployment",
     "on_shutdown",
     "on_startup",
@@ -38,6 +43,7 @@ PINNED = [
     "task",
     "testing",
     "unload_ipython_extension",
+    "use_arguments",
     "validators",
 ]
 
