@@ -136,7 +136,7 @@ def start_bentoml(target: str, home: Path, log: Path) -> ServerProcess:
 def start_nbserve(target: str, log: Path) -> ServerProcess:
     """`nbserve serve echo_service.py:<target> --port 0`, with `bentoml` aliased to nbserve."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.pop("PYTHONPATH", None)
+    # PYTHONPATH stays: a checkout that puts its own nbserve first keeps it first here too.
     command = [
         sys.executable,
         str(SERVICES / "nbserve_as_bentoml.py"),
