@@ -118,8 +118,10 @@ def _default_port() -> int:
 def run(args: argparse.Namespace) -> int:
     _log_to_stderr(args.verbose)
     from nbserve._sdk.arguments import parse_arguments, set_arguments
+    from nbserve._sdk.importing import mark_serving
     from nbserve.exceptions import InvalidArgument
 
+    mark_serving()  # `with nbserve.importing():` must not skip what this service needs
     try:
         if args.arg:  # before the import: the service module reads them at import time
             set_arguments(parse_arguments(args.arg))

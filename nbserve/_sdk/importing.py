@@ -13,13 +13,24 @@ import logging
 import sys
 from collections.abc import Iterator
 
-__all__ = ["importing", "serving_here"]
+__all__ = ["importing", "mark_serving", "serving_here"]
 
 _log = logging.getLogger("nbserve.service")
+_serving = False
+
+
+def mark_serving() -> None:
+    """This process exists to serve (`nbserve serve`): guarded imports must succeed."""
+    global _serving
+    _serving = True
 
 
 def serving_here() -> bool:
-    """Whether this process serves a service (a worker, or a process with a running server)."""
+    """Whether this process serves a service: `nbserve serve`, a worker, or a process whose
+    server already runs (a kernel serving a cell imports before its server starts, so a
+    notebook skips as a build does, and the service fails where it uses the module)."""
+    if _serving:
+        return True
     main_spec = getattr(sys.modules.get("__main__"), "__spec__", None)
     if getattr(main_spec, "name", "") == "nbserve._runtime.workers.entry":
         return True
