@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from nbserve._client import AsyncHTTPClient, SyncHTTPClient
     from nbserve._runtime.server import ServiceHandle, serve
     from nbserve._sdk.arguments import use_arguments
+    from nbserve._sdk.asgi import asgi_app
     from nbserve._sdk.current import get_current_service
     from nbserve._sdk.importing import importing
     from nbserve._sdk.loading import load
@@ -61,6 +62,7 @@ __all__ = [
     "SyncHTTPClient",
     "__version__",
     "api",
+    "asgi_app",
     "depends",
     "exceptions",
     "export",
@@ -97,6 +99,7 @@ _LAZY = {
     "models": "nbserve.models",
     "export": "nbserve._bento.export",
     "runner_service": "nbserve._sdk.runner",
+    "asgi_app": "nbserve._sdk.asgi",
     "get_current_service": "nbserve._sdk.current",
     "importing": "nbserve._sdk.importing",
     "load": "nbserve._sdk.loading",

@@ -20,6 +20,7 @@ PINNED = [
     "SyncHTTPClient",
     "__version__",
     "api",
+    "asgi_app",
     "depends",
     "exceptions",
     "export",
