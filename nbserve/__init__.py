@@ -32,7 +32,7 @@ from nbserve._notebook import (
     stop_all,
     unload_ipython_extension,
 )
-from nbserve._sdk.context import Context
+from nbserve._sdk.context import Context, Cookie
 from nbserve._sdk.dependency import depends
 from nbserve._sdk.hooks import on_deployment, on_shutdown, on_startup
 from nbserve._sdk.method import api, task
@@ -40,31 +40,46 @@ from nbserve._sdk.service import Service, service
 from nbserve._version import __version__
 
 if TYPE_CHECKING:
-    from nbserve import models, testing
+    from nbserve import images, models, testing
     from nbserve._bento.export import export
     from nbserve._client import AsyncHTTPClient, SyncHTTPClient
     from nbserve._runtime.connections import ConnectionLimits
     from nbserve._runtime.server import ServiceHandle, serve
+    from nbserve._sdk.arguments import use_arguments
+    from nbserve._sdk.asgi import asgi_app
+    from nbserve._sdk.current import get_current_service
+    from nbserve._sdk.importing import importing
+    from nbserve._sdk.loading import load
+    from nbserve._sdk.monitoring import monitor
+    from nbserve._sdk.runner import runner_service
 
 __all__ = [
     "AsyncHTTPClient",
     "ConnectionLimits",
     "Context",
+    "Cookie",
     "Field",
     "Service",
     "ServiceHandle",
     "SyncHTTPClient",
     "__version__",
     "api",
+    "asgi_app",
     "depends",
     "exceptions",
     "export",
+    "get_current_service",
+    "images",
+    "importing",
+    "load",
     "load_ipython_extension",
     "models",
+    "monitor",
     "on_deployment",
     "on_shutdown",
     "on_startup",
     "rollback",
+    "runner_service",
     "serve",
     "service",
     "services",
@@ -73,6 +88,7 @@ __all__ = [
     "task",
     "testing",
     "unload_ipython_extension",
+    "use_arguments",
     "validators",
 ]
 
@@ -85,13 +101,20 @@ _LAZY = {
     "serve": "nbserve._runtime.server",
     "models": "nbserve.models",
     "export": "nbserve._bento.export",
+    "runner_service": "nbserve._sdk.runner",
+    "asgi_app": "nbserve._sdk.asgi",
+    "get_current_service": "nbserve._sdk.current",
+    "importing": "nbserve._sdk.importing",
+    "load": "nbserve._sdk.loading",
+    "monitor": "nbserve._sdk.monitoring",
+    "use_arguments": "nbserve._sdk.arguments",
 }
 
 
 def __getattr__(name: str) -> Any:
     import importlib
 
-    if name in ("models", "testing"):
+    if name in ("models", "testing", "images"):
         return importlib.import_module(f"nbserve.{name}")
     if name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name]), name)

@@ -15,6 +15,7 @@ at build time, so `iris:latest` becomes the concrete version the archive carries
 from __future__ import annotations
 
 import ast
+import dataclasses
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -87,6 +88,8 @@ def _plain(value: Any) -> Any:
     """YAML-safe data; an object becomes its type's name (never a repr with an address)."""
     if value is None or isinstance(value, bool | int | float | str):
         return value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):  # images.Image
+        return _plain(dataclasses.asdict(value))
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

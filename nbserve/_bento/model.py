@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 import yaml
 
@@ -20,6 +20,9 @@ from nbserve._bento import integrity
 from nbserve._bento.integrity import MODEL_YAML, CorruptModelError
 from nbserve._bento.tag import Tag
 from nbserve.exceptions import InvalidArgument, NbserveError
+
+if TYPE_CHECKING:
+    from nbserve._sdk.runner import Runner
 
 __all__ = ["BentoModel", "Model", "ModelContext", "ModelInfo", "plain_mapping", "referenced_models"]
 
@@ -276,6 +279,28 @@ class Model:
         from nbserve._bento import savers
 
         return savers.load_object(self._path, self._info, **kwargs)
+
+    def to_runner(
+        self,
+        name: str | None = None,
+        max_batch_size: int | None = None,
+        max_latency_ms: int | None = None,
+        method_configs: dict[str, dict[str, Any]] | None = None,
+        **legacy: Any,
+    ) -> Runner:
+        """BentoML 1.1's runner over this model, for `nbserve.runner_service(runner=...)`.
+
+        `legacy` takes 1.1 options that have no meaning here (`embedded`, `scheduling_strategy`).
+        """
+        from nbserve._sdk.runner import Runner
+
+        return Runner(
+            self,
+            name=name,
+            max_batch_size=max_batch_size,
+            max_latency_ms=max_latency_ms,
+            method_configs=method_configs,
+        )
 
     def __repr__(self) -> str:
         return f"Model(tag={str(self.tag)!r}, path={str(self._path)!r})"

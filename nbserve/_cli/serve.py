@@ -114,6 +114,13 @@ def register(commands: Any) -> argparse.ArgumentParser:
         help="a 500's body names the exception's type and message (never the traceback); off by default, so clients learn nothing about the code",
     )
     parser.add_argument(
+        "--arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a value the service reads with nbserve.use_arguments() (repeat for more)",
+    )
+    parser.add_argument(
         "-v",
         "--verbose",
         action="count",
@@ -136,9 +143,16 @@ def run(args: argparse.Namespace) -> int:
     _log_to_stderr(args.verbose)
     if args.host is None:
         args.host = _host_from_env()
+    from nbserve._sdk.arguments import parse_arguments, set_arguments
+    from nbserve._sdk.importing import mark_serving
+    from nbserve.exceptions import InvalidArgument
+
+    mark_serving()  # `with nbserve.importing():` must not skip what this service needs
     try:
+        if args.arg:  # before the import: the service module reads them at import time
+            set_arguments(parse_arguments(args.arg))
         service = load_target(args.target)
-    except TargetError as exc:
+    except (TargetError, InvalidArgument) as exc:
         print(f"nbserve serve: error: {exc}", file=sys.stderr)
         return 2
 

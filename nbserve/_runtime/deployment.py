@@ -18,6 +18,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from nbserve._runtime.asgi import Lifespan
 from nbserve._runtime.batching.batcher import batchers_for
 from nbserve._runtime.executor import Executor, InlineExecutor
 from nbserve._runtime.metrics import ServiceMetrics
@@ -25,6 +26,7 @@ from nbserve._runtime.system import SystemHandler, system_routes
 from nbserve._runtime.task_handlers import TaskRoute, task_routes
 from nbserve._runtime.tasks import TaskStore, task_concurrency
 from nbserve._runtime.traffic import RouteStats, Traffic
+from nbserve._sdk.asgi import MountedApp
 from nbserve.exceptions import ServiceUnavailable
 
 if TYPE_CHECKING:
@@ -127,6 +129,11 @@ class Deployment:
             logger=log.logger,
             expose_errors=debug,
         )
+        # ASGI apps mounted on the service (`asgi_app`), under the prefix, with their lifespan.
+        self.mounts = [
+            MountedApp(m.app, self.prefix + m.path, m.name) for m in service.mounted_apps
+        ]
+        self.lifespan = Lifespan(self.mounts)
         self._started: asyncio.Future[None] | None = None
         self.started_at: float | None = None
 
@@ -142,6 +149,7 @@ class Deployment:
         began = time.perf_counter()
         try:
             await self.executor.start()
+            await self.lifespan.startup()
         except BaseException as exc:
             self.state = "failed"
             self.error = exc
@@ -196,6 +204,10 @@ class Deployment:
         await self.tasks.stop(max(deadline - time.monotonic(), 0.0))  # pending ones: canceled
         for batcher in self.batchers.values():
             await batcher.stop()
+        try:
+            await self.lifespan.shutdown()
+        except Exception:
+            self.log.logger.exception("%s: a mounted app's shutdown failed", self.service.name)
         if was_running:
             try:
                 await asyncio.wait_for(self.executor.stop(), max(deadline - time.monotonic(), 1.0))

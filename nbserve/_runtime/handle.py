@@ -81,6 +81,10 @@ class ServiceHandle:
 
         self._server.swap(as_service(service), timeout)
 
+    def get_client(self, **options: Any) -> SyncHTTPClient:
+        """BentoML's name for `client()`."""
+        return self.client(**options)
+
     def client(self, **options: Any) -> SyncHTTPClient:
         """A `SyncHTTPClient` for this service (with the handle's token)."""
         from nbserve._client import SyncHTTPClient
@@ -104,7 +108,8 @@ class ServiceHandle:
         return self._server.log.tail(n)
 
     def __enter__(self) -> ServiceHandle:
-        return self
+        # BentoML's `with bentoml.serve(...) as server:` gives a server that answers already.
+        return self.wait_ready()
 
     def __exit__(
         self,

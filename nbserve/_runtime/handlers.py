@@ -216,8 +216,14 @@ class APIHandler(BaseHandler):
         response = ctx.response
         if response.status_code != 200:
             self.set_status(response.status_code)
-        for name, value in response.headers.items():
-            self.set_header(name, value)
+        replaced: set[str] = set()
+        for name, value in response.headers.multi_items():
+            # The first value replaces the server's default (Content-Type, say); repeats add.
+            if name.lower() in replaced:
+                self.add_header(name, value)
+            else:
+                self.set_header(name, value)
+                replaced.add(name.lower())
         for cookie in response.cookies:
             expires = None
             if cookie.expires is not None:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import tornado.httputil
 import tornado.web
 
+from nbserve._runtime.asgi import AsgiHandler, match_mount
 from nbserve._runtime.errors import NotFoundHandler, TooLargeHandler, silence_tornado_access_log
 from nbserve._runtime.handlers import APIHandler, ChunkedAPIHandler
 from nbserve._runtime.uploads import FormAPIHandler
@@ -77,4 +78,12 @@ class Application(tornado.web.Application):
                 task.chunked_handler if chunked else task.handler,
                 {"deployment": deployment, "api": task.api},
             )
+        if deployment.mounts:  # ASGI apps answer what no API or system route takes
+            mount = match_mount(deployment.mounts, path)
+            if mount is not None:
+                return self.get_handler_delegate(
+                    request,
+                    AsgiHandler,
+                    {"mount": mount, "root_path": mount.path, "state": deployment.lifespan.state},
+                )
         return self.get_handler_delegate(request, NotFoundHandler)

@@ -355,7 +355,7 @@ class Server:
 
 
 def serve(
-    service: Service[Any] | type,
+    service: Service[Any] | type | str,
     *,
     host: str = "127.0.0.1",
     port: int = 0,
@@ -365,20 +365,28 @@ def serve(
     name: str | None = None,
     debug: bool | None = None,
     limits: ConnectionLimits | None = None,
+    working_dir: str | None = None,
 ) -> ServiceHandle:
     """Serve `service` over HTTP from a background thread and return its handle at once.
 
-    `port=0` picks a free port (`handle.port`). `workers=None` runs the instance in this
-    process; `token` requires `Authorization: Bearer <token>` on every route but the probes;
-    bodies over `max_body_size` bytes get a 413; `limits` sets the connection timeouts and the
-    cap on open connections (`ConnectionLimits`). `debug`: a 500 tells the client the
-    exception's type and message (never the traceback); by default, only inside a Jupyter
-    kernel, where the client is the person who wrote the service.
+    `service` is a service class, or a target as `nbserve serve` takes it (`"service:Name"`,
+    a bento), found in `working_dir`. `port=0` picks a free port (`handle.port`).
+    `workers=None` runs the instance in this process; `token` requires
+    `Authorization: Bearer <token>` on every route but the probes; bodies over
+    `max_body_size` bytes get a 413; `limits` sets the connection timeouts and the cap on open
+    connections (`ConnectionLimits`). `debug`: a 500 tells the client the exception's type and
+    message (never the traceback); by default, only inside a Jupyter kernel, where the client
+    is the person who wrote the service. As a context manager the handle waits until the
+    service is ready and stops it on exit (`with nbserve.serve("service:Echo") as handle: ...`).
     """
     if debug is None:
         from nbserve._runtime.errors import in_notebook_kernel
 
         debug = in_notebook_kernel()
+    if isinstance(service, str):
+        from nbserve._sdk.loading import load
+
+        service = load(service, working_dir=working_dir)
     server = Server(
         as_service(service),
         host=host,

@@ -5,7 +5,7 @@
 | `/livez`, `/healthz` | 200 `"\\n"`; 503 if the instance's `__is_alive__()` is False |
 | `/readyz` | 200 `"\\n"` once started and `__is_ready__()` (if any) is True; 503 before |
 | `/metrics` | Prometheus text, BentoML's metric names; `__metrics__(text)` may rewrite it |
-| `/schema.json` | the service schema BentoML's client reads (also under the prefix, unlike BentoML) |
+| `/schema.json` | the service schema BentoML's client reads; with a prefix, at the root too (routes prefixed, where BentoML serves it) and under the prefix (routes relative) |
 | `/docs.json` | the OpenAPI 3 document |
 | `/` | the docs page (self-contained: works offline) |
 
@@ -126,6 +126,23 @@ class SchemaHandler(_CachedDocument):
         return orjson.dumps(self.deployment.service.schema())
 
 
+class RootSchemaHandler(_CachedDocument):
+    """`/schema.json` at the root of a prefixed service, its routes carrying the prefix.
+
+    Where BentoML serves it (and so where BentoML's client, given the server's root URL,
+    fetches it): the routes are then joined onto the root, so they must include the prefix.
+    """
+
+    key = "root_schema"
+
+    def build(self) -> bytes:
+        prefix = self.deployment.prefix
+        schema = dict(self.deployment.service.schema())
+        schema["routes"] = [{**r, "route": prefix + r["route"]} for r in schema["routes"]]
+        schema["paths"] = {prefix + path: v for path, v in schema["paths"].items()}
+        return orjson.dumps(schema)
+
+
 class OpenAPIHandler(_CachedDocument):
     key = "openapi"
 
@@ -165,4 +182,10 @@ def system_routes(prefix: str) -> dict[str, type[SystemHandler]]:
     }
     if prefix:
         routes[prefix] = SlashRedirect
+        # Given the server's origin, BentoML's client reads /schema.json and polls /readyz
+        # there; BentoML serves only the schema at the root, so its own client cannot reach
+        # a prefixed BentoML service that way. Both answer here.
+        routes["/schema.json"] = RootSchemaHandler
+        for probe in ("/livez", "/healthz", "/readyz"):
+            routes[probe] = routes[prefix + probe]
     return routes

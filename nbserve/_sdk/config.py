@@ -124,6 +124,13 @@ def _check_resources(resources: Any) -> ResourcesConfig:
         msg = f"resources={resources!r} must be a dict, e.g. resources={{'cpu': '1', 'gpu': 1}}"
         raise _fail(msg)
     gpu = resources.get("gpu", 0)
+    if isinstance(gpu, str):  # BentoML's own examples write resources={"gpu": "1"}
+        try:
+            gpu = float(gpu) if "." in gpu else int(gpu)
+        except ValueError:
+            pass
+        else:
+            resources = {**resources, "gpu": gpu}
     if isinstance(gpu, bool) or not isinstance(gpu, int | float) or gpu < 0 or math.isnan(gpu):
         msg = f"resources.gpu={gpu!r} must be a number of GPUs per worker: an integer (1, 2) or a fraction (0.5)"
         raise _fail(msg)
@@ -195,6 +202,10 @@ def parse_service_config(options: dict[str, Any], *, where: str) -> ServiceConfi
     if isinstance(packages, str) or not all(isinstance(p, str) for p in packages):
         msg = f"python_packages={packages!r} must be a list of requirement strings, e.g. ['scikit-learn==1.5.2']"
         raise _fail(msg)
+    image = options.get("image")
+    # `image=nbserve.images.Image(...).python_packages(...)` (BentoML 1.3+): its packages are
+    # the service's requirements, as if given with python_packages=.
+    packages = (*packages, *getattr(image, "packages", ()))
     return ServiceConfig(
         timeout=timeout,
         max_concurrency=max_concurrency,
@@ -204,7 +215,7 @@ def parse_service_config(options: dict[str, Any], *, where: str) -> ServiceConfi
         envs=_check_envs(options.get("envs", [])),
         labels=dict(labels),
         path_prefix=_check_prefix(options.get("path_prefix", "")),
-        image=options.get("image"),
+        image=image,
         python_packages=tuple(packages),
         description=options.get("description"),
         raw=dict(options),

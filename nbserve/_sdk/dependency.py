@@ -50,7 +50,9 @@ class Dependency(Generic[T]):
                     self._resolved = SyncHTTPClient(self.url)
                 else:
                     assert self.on is not None
-                    self._resolved = self.on()
+                    # `.inner()`, not `on()`: a dependency is not the service this process serves
+                    # (`get_current_service()` stays the outer one).
+                    self._resolved = self.on.inner()
             return self._resolved
 
 

@@ -11,6 +11,8 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
 
+from nbserve._sdk.asgi import CLASS_ATTR as ASGI_ATTR
+from nbserve._sdk.asgi import MountedApp
 from nbserve._sdk.config import ServiceConfig, parse_service_config
 from nbserve._sdk.dependency import Dependency
 from nbserve._sdk.hooks import HOOK_ATTR
@@ -49,9 +51,12 @@ class Service(Generic[T]):
         self.shutdown_hooks: list[str] = []
         self.deployment_hooks: list[Callable[[], Any]] = []
         self.dependencies: dict[str, Dependency[Any]] = {}
+        self.mounted_apps: list[MountedApp] = list(getattr(inner, ASGI_ATTR, []))
+        """ASGI apps (`asgi_app` / `mount_asgi_app`) answering under their paths."""
         self._schema: dict[str, Any] | None = None
         self._openapi: dict[str, Any] | None = None
         self._collect()
+        _add_views(inner)
 
     def _collect(self) -> None:
         routes: dict[str, str] = {}
@@ -90,8 +95,28 @@ class Service(Generic[T]):
 
     # --- using the service -------------------------------------------------------------
     def __call__(self, *args: Any, **kwargs: Any) -> T:
-        """Instantiate the user class directly (no HTTP), as BentoML's `Service()` does."""
-        return self.inner(*args, **kwargs)
+        """Instantiate the user class directly (no HTTP), as BentoML's `Service()` does.
+
+        The runtime makes the served instance this way, so it becomes `get_current_service()`.
+        """
+        from nbserve._sdk.current import set_current_service
+
+        instance = self.inner(*args, **kwargs)
+        set_current_service(instance)
+        return instance
+
+    def mount_asgi_app(self, app: Any, path: str = "/", name: str | None = None) -> None:
+        """Serve the ASGI app `app` (FastAPI, Starlette, ...) under `path`, as BentoML does."""
+        from nbserve._sdk.asgi import asgi_app
+
+        asgi_app(app, path=path, name=name)(self)
+        self._schema = self._openapi = None
+
+    def to_asgi(self) -> Any:
+        """This service as one ASGI app, for any ASGI server or FastAPI's `TestClient`."""
+        from nbserve._runtime.asgi_service import ServiceASGI
+
+        return ServiceASGI(self)
 
     @property
     def bento_name(self) -> str:
@@ -113,7 +138,10 @@ class Service(Generic[T]):
                 "type": "service",
                 "description": self.doc,
                 "routes": [api.schema() for api in self.apis.values()],
-                "paths": {api.route: {"mounted": False} for api in self.apis.values()},
+                "paths": {
+                    **{api.route: {"mounted": False} for api in self.apis.values()},
+                    **{(m.path or "/"): {"mounted": True} for m in self.mounted_apps},
+                },
             }
         return self._schema
 
@@ -134,6 +162,15 @@ class Service(Generic[T]):
 
     def __repr__(self) -> str:
         return f"<nbserve Service {self.name}: {', '.join(self.apis) or 'no APIs'}>"
+
+
+def _add_views(inner: type) -> None:
+    """Give instances BentoML's `to_async` / `to_sync` views, unless the class has its own."""
+    from nbserve._sdk.asyncify import ToAsync, ToSync
+
+    for attr, view in (("to_async", ToAsync()), ("to_sync", ToSync())):
+        if not any(attr in vars(klass) for klass in inner.__mro__):
+            setattr(inner, attr, view)
 
 
 @overload

@@ -120,29 +120,33 @@ class ServerProcess:
             os.killpg(self.process.pid, signal.SIGKILL)
 
 
-def start_bentoml(target: str, home: Path, log: Path) -> ServerProcess:
-    """`bentoml serve echo_service:<target>` on a free port."""
+def start_bentoml(
+    target: str, home: Path, log: Path, module: str = "echo_service", *extra: str
+) -> ServerProcess:
+    """`bentoml serve <module>:<target>` on a free port."""
     port = _free_port()
     env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true"}
     env.pop("PYTHONPATH", None)
     command = [
         str(bentoml_python()),
-        *("-m", "bentoml", "serve", f"echo_service:{target}"),
-        *("--port", str(port), "--host", "127.0.0.1"),
+        *("-m", "bentoml", "serve", f"{module}:{target}"),
+        *("--port", str(port), "--host", "127.0.0.1", *extra),
     ]
-    return ServerProcess(f"bentoml serve echo_service:{target}", command, log, env, port)
+    return ServerProcess(f"bentoml serve {module}:{target}", command, log, env, port)
 
 
-def start_nbserve(target: str, log: Path) -> ServerProcess:
-    """`nbserve serve echo_service.py:<target> --port 0`, with `bentoml` aliased to nbserve."""
+def start_nbserve(
+    target: str, log: Path, module: str = "echo_service", *extra: str
+) -> ServerProcess:
+    """`nbserve serve <module>.py:<target> --port 0`, with `bentoml` aliased to nbserve."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.pop("PYTHONPATH", None)
+    # PYTHONPATH stays: a checkout that puts its own nbserve first keeps it first here too.
     command = [
         sys.executable,
         str(SERVICES / "nbserve_as_bentoml.py"),
-        *("serve", f"echo_service.py:{target}", "--port", "0", "--host", "127.0.0.1"),
+        *("serve", f"{module}.py:{target}", "--port", "0", "--host", "127.0.0.1", *extra),
     ]
-    return ServerProcess(f"nbserve serve echo_service.py:{target}", command, log, env, None)
+    return ServerProcess(f"nbserve serve {module}.py:{target}", command, log, env, None)
 
 
 @contextlib.contextmanager

@@ -39,10 +39,18 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
         for name, server in servers.items():
             server.wait_ready("/v2/readyz" if name.endswith("/v2") else "/readyz")
         runs: dict[str, tuple[subprocess.Popen[bytes], Path, Path]] = {}
-        for name, server in servers.items():  # all three at once: BentoML's import is slow
-            report = root / f"{name.replace('/', '-')}.json"
-            log = root / f"{name.replace('/', '-')}-client.log"
-            url = server.origin + ("/v2" if name.endswith("/v2") else "")
+        # The prefixed service twice: from `<origin>/v2`, and from its bare origin, where
+        # BentoML's client reads `/schema.json` (routes carrying the prefix) as with BentoML.
+        targets = {
+            **{
+                name: server.origin + ("/v2" if name.endswith("/v2") else "")
+                for name, server in servers.items()
+            },
+            "nbserve/v2 from its origin": servers["nbserve/v2"].origin,
+        }
+        for name, url in targets.items():  # all at once: BentoML's import is slow
+            report = root / f"{name.replace('/', '-').replace(' ', '-')}.json"
+            log = root / f"{name.replace('/', '-').replace(' ', '-')}-client.log"
             with log.open("wb") as out:
                 process = subprocess.Popen(
                     [str(bentoml_python()), str(SERVICES / "call_every_api.py"), url, str(report)],
@@ -216,3 +224,9 @@ def test_under_a_path_prefix(reports: dict[str, Any]) -> None:
     assert "POST /slow_double/submit" in reports["nbserve/v2"]["async"]["task_submit"]["message"]
     del root["async"]["task_submit"]
     assert prefixed == root
+
+
+def test_under_a_path_prefix_from_the_origin(reports: dict[str, Any]) -> None:
+    """Given the server's origin, as with a prefixed BentoML service, BentoML's client finds
+    `/schema.json` at the root with prefixed routes: every call works, `.submit()` included."""
+    assert normalised(reports["nbserve/v2 from its origin"]) == normalised(reports["nbserve"])

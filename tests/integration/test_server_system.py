@@ -59,7 +59,20 @@ def test_handle_url_includes_the_prefix(handle: nbserve.ServiceHandle) -> None:
 def test_everything_lives_under_the_prefix(client: httpx.Client) -> None:
     for path in ("/livez", "/healthz", "/readyz", "/metrics", "/schema.json", "/docs.json", "/"):
         assert client.get("/v1" + path).status_code == 200, path
+    for path in ("/metrics", "/docs.json", "/"):
         assert client.get(path).status_code == 404, path
+    # Where BentoML's client looks given the origin: the probes, and the schema with
+    # prefixed routes (test_bentoml_client_against_nbserve.py drives that client).
+    for path in ("/livez", "/healthz", "/readyz"):
+        assert client.get(path).status_code == 200, path
+    assert [r["route"] for r in client.get("/schema.json").json()["routes"]] == [
+        "/v1/shout",
+        "/v1/math/add",
+    ]
+    assert [r["route"] for r in client.get("/v1/schema.json").json()["routes"]] == [
+        "/shout",
+        "/math/add",
+    ]
     assert client.post("/v1/shout", json={"text": "a"}).text == "A"
     assert client.post("/shout", json={"text": "a"}).status_code == 404
     redirect = client.get("/v1")

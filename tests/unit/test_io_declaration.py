@@ -135,3 +135,20 @@ def test_optional_libraries_are_imported_only_when_named() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_an_ndarray_annotation_that_contradicts_itself_is_refused() -> None:
+    """`Annotated[NDArray[float64], DType("int64")]`: BentoML refuses it at decoration; so do we."""
+    import numpy.typing as npt
+
+    class S:
+        def f(self, x: np.ndarray) -> Annotated[npt.NDArray[np.float64], DType("int64")]: ...
+
+        def g(self, x: np.ndarray) -> Annotated[npt.NDArray[np.float64], DType("float")]: ...
+
+    with pytest.raises(
+        ServiceDefinitionError,
+        match="contradicts itself: the type says float64, the validator int64",
+    ):
+        output_spec_for(S.f, output_spec=None)
+    output_spec_for(S.g, output_spec=None)  # "float" is float64: no contradiction

@@ -259,6 +259,19 @@ def test_root_bytes_and_json() -> None:
     assert spec(Roots.defaulted).from_root(b"", "", None) == {"n": 5}
 
 
+def test_root_inputs_read_form_encoded_bodies_as_forms() -> None:
+    """What `curl -d` sends is a form, as BentoML reads it: it can fill a structured root
+    input, and a text or bytes one answers 400 naming the input and the Content-Type to use."""
+    form = "application/x-www-form-urlencoded"
+    assert spec(Roots.model).from_root(b"name=apple&qty=3", form, None) == {
+        "item": Item(name="apple", qty=3)
+    }
+    for root in (Roots.text, Roots.raw):
+        err = error(lambda root=root: spec(root).from_root(b"hello world", form, None))  # type: ignore[misc]
+        assert "sent form-encoded" in err.message
+        assert "Content-Type: text/plain" in err.message
+
+
 def test_root_errors_describe_the_body() -> None:
     err = error(lambda: spec(Roots.numbers).from_json(b'{"xs": [1]}'))
     assert err.message.startswith(

@@ -110,6 +110,7 @@ class Worker:
     # --- lifecycle -----------------------------------------------------------------------------
     def start(self, init: InitMsg) -> bool:
         from nbserve._runtime.workers.shipping import unpack_service
+        from nbserve._sdk.current import set_current_service
 
         for entry in reversed(
             init["sys_path"]
@@ -122,6 +123,7 @@ class Worker:
         try:
             inner = unpack_service(init["service"])
             self.instance = self.run_maybe_async(inner)
+            set_current_service(self.instance)  # nbserve.get_current_service() in this worker
             for name in init["startup"]:
                 self.run_maybe_async(getattr(self.instance, name))
         except BaseException as exc:

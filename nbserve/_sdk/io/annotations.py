@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, create_model
 
+from nbserve.exceptions import ServiceDefinitionError
 from nbserve.validators import ContentType, DataframeSchema, DType, FileSchema, Shape, TensorSchema
 
 __all__ = [
@@ -200,7 +201,11 @@ def _marker_for(tp: Any, metadata: list[Any]) -> tuple[Any, list[Any]]:
     if is_path(tp):
         return FileSchema(content_type=content_type), rest
     if is_ndarray(tp):
-        return TensorSchema("numpy-array", dtype or _ndarray_dtype(tp), shape), rest
+        declared = _ndarray_dtype(tp)
+        if dtype is not None and declared is not None and _dtype_name(dtype) != declared:
+            msg = f"Annotated[NDArray[{declared}], DType({dtype!r})] contradicts itself: the type says {declared}, the validator {dtype}; keep one, e.g. Annotated[np.ndarray, DType({dtype!r})] or NDArray[np.{declared}]"
+            raise ServiceDefinitionError(msg)
+        return TensorSchema("numpy-array", dtype or declared, shape), rest
     if is_torch_tensor(tp):
         return TensorSchema("torch-tensor", dtype, shape), rest
     if is_dataframe(tp):
@@ -210,6 +215,16 @@ def _marker_for(tp: Any, metadata: list[Any]) -> tuple[Any, list[Any]]:
 
         return ImageSchema(content_type), rest
     return None, metadata
+
+
+def _dtype_name(dtype: str) -> str:
+    """`DType("float")` and `DType("float64")` name the same numpy dtype."""
+    import numpy as np
+
+    try:
+        return str(np.dtype(dtype).name)
+    except TypeError:
+        return dtype  # not a numpy name: the tensor layer reports it
 
 
 def _ndarray_dtype(tp: Any) -> str | None:

@@ -11,11 +11,15 @@ import sys
 
 import nbserve
 import nbserve.exceptions
+import nbserve.images
+import nbserve.models
 import nbserve.validators
 from nbserve._cli.main import main
 
 sys.modules["bentoml"] = nbserve
 sys.modules["bentoml.exceptions"] = nbserve.exceptions
+sys.modules["bentoml.images"] = nbserve.images
+sys.modules["bentoml.models"] = nbserve.models
 sys.modules["bentoml.validators"] = nbserve.validators
 
 if __name__ == "__main__":
