@@ -30,7 +30,8 @@ from typing import Any
 
 from nbserve._bento.integrity import CorruptModelError
 from nbserve._bento.model import BentoModel, Model, ModelContext, ModelInfo
-from nbserve._bento.store import default_store
+from nbserve._bento.pickling import UnstableVersionWarning
+from nbserve._bento.store import default_store, resolve
 from nbserve._bento.tag import Tag
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "ModelContext",
     "ModelInfo",
     "Tag",
+    "UnstableVersionWarning",
     "create",
     "delete",
     "export_model",
@@ -84,8 +86,12 @@ def save(
 
 def get(tag: Tag | str) -> Model:
     """The verified entry for `"name"`, `"name:latest"`, `"name:<version>"` or a unique
-    version prefix. Raises `NotFound` if absent, `CorruptModelError` if it was modified."""
-    return default_store().get(tag)
+    version prefix. Raises `NotFound` if absent, `CorruptModelError` if it was modified.
+
+    A tag nbserve's store does not have is looked up in BentoML's store
+    (`$BENTOML_HOME/models`, default `~/bentoml/models`), so models saved with BentoML work
+    unchanged; not when serving a bento, nor with `NBSERVE_BENTOML_STORE=0`."""
+    return resolve(tag)
 
 
 def list(tag: Tag | str | None = None) -> builtins.list[Model]:

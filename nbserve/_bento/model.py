@@ -94,6 +94,9 @@ class ModelInfo:
     files: dict[str, str] = field(default_factory=dict)
     creation_time: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     api_version: str = "v1"
+    # "bentoml" for an entry BentoML wrote (no `files` hashes, version not a content hash:
+    # it cannot be verified); never written to model.yaml.
+    origin: str = "nbserve"
 
     @property
     def tag(self) -> Tag:
@@ -143,6 +146,8 @@ class ModelInfo:
         try:
             raw = yaml.safe_load(where.read_text(encoding="utf-8"))
             ctx = raw["context"]
+            # BentoML's model.yaml has no file hashes; it says who wrote it in the context.
+            origin = "bentoml" if "files" not in raw and "bentoml_version" in ctx else "nbserve"
             created = raw["creation_time"]
             info = cls(
                 name=str(raw["name"]),
@@ -159,11 +164,14 @@ class ModelInfo:
                     nbserve_version=str(ctx.get("nbserve_version", "")),
                     python_version=str(ctx.get("python_version", "")),
                 ),
-                files={str(k): str(v) for k, v in raw["files"].items()},
+                files={}
+                if origin == "bentoml"
+                else {str(k): str(v) for k, v in raw["files"].items()},
                 creation_time=created
                 if isinstance(created, datetime)
                 else datetime.fromisoformat(created),
                 api_version=str(raw.get("api_version", "v1")),
+                origin=origin,
             )
         except FileNotFoundError:
             msg = f"{where} is missing, so {directory} is not a complete model entry; delete the directory or save the model again."
@@ -253,9 +261,24 @@ class Model:
             record.stat().st_size if record.exists() else 0
         )
 
+    @property
+    def custom_objects(self) -> dict[str, Any]:
+        """The `custom_objects` a framework module's `save_model` stored (BentoML's), or {}."""
+        from nbserve._bento import frameworks, pickling
+
+        where = Path(self.path) / frameworks.CUSTOM_OBJECTS
+        if not where.is_file():
+            return {}
+        with open(where, "rb") as f:
+            value = pickling.stable_load(f)
+        return dict(value)
+
     def verify(self, *, cached: bool = True) -> None:
         """Raise `CorruptModelError` unless the files and model.yaml match what was saved."""
         if self._staging:
+            return
+        if self._info.origin == "bentoml":  # nothing recorded to check against
+            self._verified = True
             return
         problems = integrity.verify_files(self._path, self._info.files, cached=cached)
         if not problems and self._info.compute_version() != self._info.version:
@@ -317,9 +340,9 @@ class BentoModel:
     def resolve(self) -> Model:
         """The stored `Model` (looked up once; `latest` is fixed at the first lookup)."""
         if self._resolved is None:
-            from nbserve._bento.store import default_store
+            from nbserve._bento.store import resolve
 
-            self._resolved = default_store().get(self.tag)
+            self._resolved = resolve(self.tag)
         return self._resolved
 
     @property

@@ -21,7 +21,9 @@ import pytest
 import yaml
 
 import nbserve.models as models
+from nbserve._bento import pickling
 from nbserve.exceptions import InvalidArgument, NbserveError, NotFound
+from nbserve.models import UnstableVersionWarning
 
 torch = pytest.importorskip("torch")
 
@@ -208,7 +210,8 @@ def test_object_arrays_fall_back_to_cloudpickle(store: Path) -> None:
 def test_torch_module_round_trip(store: Path) -> None:
     net = Net()
     m = models.save("net", net)
-    assert (m.info.module, m.info.options) == ("torch", {"kind": "module"})
+    assert (m.info.module, m.info.options) == ("torch", {"kind": "module", "format": "safetensors"})
+    assert entry_files(m) == ["model.yaml", "module.pkl", "weights.safetensors"]
     assert m.info.context.framework_versions == {"torch": torch.__version__}
     loaded = models.get("net").load()
     assert isinstance(loaded, Net)
@@ -219,9 +222,11 @@ def test_torch_module_round_trip(store: Path) -> None:
 def test_torch_state_dict_and_tensor_round_trip(store: Path) -> None:
     state = Net().state_dict()
     m = models.save("weights", state)
-    assert m.info.options == {"kind": "tensors"}
+    assert m.info.options == {"kind": "tensors", "format": "safetensors"}
+    assert entry_files(m) == ["model.yaml", "tree.json", "weights.safetensors"]
     loaded = models.get("weights").load()
     assert list(loaded) == list(state)
+    assert loaded._metadata == state._metadata  # type: ignore[attr-defined]
     for key, value in state.items():
         torch.testing.assert_close(loaded[key], value)
 
@@ -232,7 +237,9 @@ def test_torch_state_dict_and_tensor_round_trip(store: Path) -> None:
 
 def test_exported_program_round_trip(store: Path) -> None:
     program = torch.export.export(Net(), (torch.randn(2, 4),))
-    assert models.save("exported", program).info.options == {"kind": "exported"}
+    pickling._warned.clear()
+    with pytest.warns(UnstableVersionWarning, match="serialization id"):
+        assert models.save("exported", program).info.options == {"kind": "exported"}
     loaded = models.get("exported").load()
     x = torch.randn(2, 4)
     torch.testing.assert_close(loaded.module()(x), program.module()(x))
@@ -241,7 +248,9 @@ def test_exported_program_round_trip(store: Path) -> None:
 @pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")  # torch 2.13 deprecates it
 def test_torchscript_round_trip(store: Path) -> None:
     scripted = torch.jit.script(Net())
-    models.save("scripted", scripted)
+    pickling._warned.clear()
+    with pytest.warns(UnstableVersionWarning, match="TorchScript"):
+        models.save("scripted", scripted)
     loaded = models.get("scripted").load()
     x = torch.randn(2, 4)
     torch.testing.assert_close(loaded(x), scripted(x))
@@ -519,7 +528,7 @@ def test_export_import_round_trip_is_reproducible(store: Path, tmp_path: Path) -
 
     with tarfile.open(first) as tar:
         members = tar.getmembers()
-    assert [t.name for t in members] == ["model.yaml", "weights.pt"]
+    assert [t.name for t in members] == ["model.yaml", "tree.json", "weights.safetensors"]
     assert {(t.mtime, t.uid, t.gid, t.uname, t.mode) for t in members} == {(0, 0, 0, "", 0o644)}
 
     models.delete("net")
