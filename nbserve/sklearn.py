@@ -31,7 +31,7 @@ _FRAMEWORK = "sklearn"
 
 
 def get(tag_like: str | Tag) -> Model:
-    """The stored entry for `tag_like`; `NotFound` if it is absent or another module saved it."""
+    """The stored entry for `tag_like` (any module's, as in BentoML; `load_model` checks)."""
     return frameworks.get(tag_like, _FRAMEWORK)
 
 

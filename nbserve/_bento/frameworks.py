@@ -35,12 +35,17 @@ def _framework_of(module: str) -> str | None:
     return framework if owner in ("nbserve", "bentoml") and framework in FRAMEWORKS else None
 
 
+# As in BentoML 1.4, whose `bentoml.{sklearn,xgboost,lightgbm}.get` is `bentoml.models.get`:
+# these check the module only when loading; the legacy ones check in `get` too.
+_GET_ANY = ("sklearn", "xgboost", "lightgbm")
+
+
 def get(tag: Tag | str, framework: str) -> Model:
-    """The entry for `tag` (nbserve's store, then BentoML's), if `framework` wrote it."""
+    """The entry for `tag` (nbserve's store, then BentoML's), checked as BentoML checks it."""
     from nbserve._bento.store import resolve
 
     model = resolve(tag)
-    if _framework_of(model.info.module) != framework:
+    if framework not in _GET_ANY and _framework_of(model.info.module) != framework:
         msg = f"Model {model.tag} was saved with module {model.info.module}, not loading with nbserve.{framework}; load it with nbserve.models.get('{model.tag}').load() or the framework module that saved it."
         raise NotFound(msg)
     return model
@@ -49,12 +54,13 @@ def get(tag: Tag | str, framework: str) -> Model:
 def as_model(tag_or_model: Tag | str | Model, framework: str) -> Model:
     from nbserve._bento.model import Model
 
-    if isinstance(tag_or_model, Model):
-        if _framework_of(tag_or_model.info.module) != framework:
-            msg = f"Model {tag_or_model.tag} was saved with module {tag_or_model.info.module}, not loading with nbserve.{framework}."
-            raise NotFound(msg)
-        return tag_or_model
-    return get(tag_or_model, framework)
+    from nbserve._bento.store import resolve
+
+    model = tag_or_model if isinstance(tag_or_model, Model) else resolve(tag_or_model)
+    if _framework_of(model.info.module) != framework:
+        msg = f"Model {model.tag} was saved with module {model.info.module}, not loading with nbserve.{framework}; load it with nbserve.models.get('{model.tag}').load() or the framework module that saved it."
+        raise NotFound(msg)
+    return model
 
 
 @contextmanager

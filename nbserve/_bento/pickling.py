@@ -133,9 +133,14 @@ def _pickler_class() -> type[Any]:
             return None
 
         def reducer_override(self, obj: Any) -> Any:
-            if isinstance(obj, (type, types.FunctionType)) and not _by_reference(obj):
+            if (
+                isinstance(obj, (type, types.FunctionType))
+                and getattr(obj, "__module__", None) != "builtins"  # e.g. types.CodeType
+                and not _by_reference(obj)
+            ):
                 name = f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', '?')}"
-                if name not in self.by_value:
+                # A by-value class brings its methods along: name the class only.
+                if not any(name == n or name.startswith(f"{n}.") for n in self.by_value):
                     self.by_value.append(name)
             return super().reducer_override(obj)
 
@@ -159,9 +164,11 @@ def stable_dumps(
         pickler.sort_sets = False
         pickler.dump(obj)
         return buffer.getvalue(), ["it holds a set that contains itself, which cannot be sorted"]
+    if not pickler.by_value:
+        return buffer.getvalue(), []
+    names = ", ".join(pickler.by_value)
     return buffer.getvalue(), [
-        f"cloudpickle writes {name} by value (it is defined in a notebook or __main__, so it cannot be imported), with a per-process id; define it in an importable .py module to keep one version"
-        for name in pickler.by_value
+        f"cloudpickle writes {names} by value (defined in a notebook or __main__, so not importable), with a per-process id; define it in an importable .py module to keep one version"
     ]
 
 

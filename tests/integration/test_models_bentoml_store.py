@@ -1,0 +1,169 @@
+"""Models saved by BentoML 1.4.39 itself, in its own store, used by tag from nbserve.
+
+BentoML (from .venv-bentoml) writes a scikit-learn estimator and a picklable object into a
+temporary `$BENTOML_HOME`; nbserve then finds them by tag, through `nbserve.models.get`
+(falling back to BentoML's store) and the framework modules, and loads what BentoML loads.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import nbserve
+import nbserve.models as models
+from nbserve.exceptions import NotFound
+from tests.integration.compat_servers import bentoml_python
+
+pytestmark = [pytest.mark.bentoml, pytest.mark.slow]
+
+SAVE_WITH_BENTOML = textwrap.dedent(
+    """
+    import json, warnings
+    warnings.simplefilter("ignore")  # BentoML deprecates picklable_model; not ours to judge
+    import bentoml
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = load_iris(return_X_y=True)
+    clf = LogisticRegression(max_iter=500).fit(X, y)
+    iris = bentoml.sklearn.save_model(
+        "iris-clf", clf, labels={"team": "ml"}, metadata={"acc": 0.97},
+        custom_objects={"classes": ["setosa", "versicolor", "virginica"]},
+    )
+    rules = bentoml.picklable_model.save_model("rules", {"threshold": 0.5, "tags": ["a", "b"]})
+    got = bentoml.sklearn.get(rules.tag)  # BentoML's sklearn.get is models.get: no check
+    try:
+        bentoml.sklearn.load_model(rules.tag)
+        wrong = None
+    except bentoml.exceptions.NotFound as exc:
+        wrong = str(exc)
+    print(json.dumps({
+        "iris": str(iris.tag),
+        "rules": str(rules.tag),
+        "proba": bentoml.sklearn.load_model(iris.tag).predict_proba(X[:5]).tolist(),
+        "rules_loaded": bentoml.picklable_model.load_model(rules.tag),
+        "wrong_module": wrong,
+        "get_any_module": got.info.module,
+    }))
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def bentoml_home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, object]]:
+    pytest.importorskip("sklearn")
+    home = tmp_path_factory.mktemp("bentoml-home")
+    python = bentoml_python()
+    probe = subprocess.run([str(python), "-c", "import sklearn"], capture_output=True, check=False)
+    if probe.returncode:
+        pytest.fail(
+            "scikit-learn is missing from .venv-bentoml; run `bash scripts/setup` again",
+            pytrace=False,
+        )
+    done = subprocess.run(
+        [str(python), "-c", SAVE_WITH_BENTOML],
+        env={"BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return home, json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture
+def stores(
+    bentoml_home: tuple[Path, dict[str, object]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> dict[str, object]:
+    """An empty nbserve store, and BentoML's store (the fixture's) as `$BENTOML_HOME`."""
+    home, saved = bentoml_home
+    monkeypatch.setenv("BENTOML_HOME", str(home))
+    monkeypatch.setenv("NBSERVE_HOME", str(tmp_path / "nbserve-home"))
+    monkeypatch.delenv("NBSERVE_MODEL_STORE", raising=False)
+    monkeypatch.delenv("NBSERVE_BENTOML_STORE", raising=False)
+    return saved
+
+
+def test_a_bentoml_sklearn_model_loads_by_tag_as_bentoml_loads_it(
+    stores: dict[str, object],
+) -> None:
+    from sklearn.datasets import load_iris
+
+    tag = str(stores["iris"])
+    X, _ = load_iris(return_X_y=True)
+    clf = nbserve.sklearn.load_model(tag)
+    np.testing.assert_allclose(clf.predict_proba(X[:5]), np.array(stores["proba"]))
+
+    model = nbserve.sklearn.get(tag)
+    assert str(model.tag) == tag
+    assert model.info.module == "bentoml.sklearn"
+    assert model.info.labels == {"team": "ml"}
+    assert model.info.metadata == {"acc": 0.97}
+    assert model.custom_objects == {"classes": ["setosa", "versicolor", "virginica"]}
+    # By name alone too (BentoML's `latest`), and as nbserve.models.get(...).load().
+    np.testing.assert_allclose(
+        models.get("iris-clf").load().predict_proba(X[:5]), np.array(stores["proba"])
+    )
+
+
+def test_a_bentoml_picklable_model_loads_and_a_bento_model_resolves_it(
+    stores: dict[str, object],
+) -> None:
+    tag = str(stores["rules"])
+    assert nbserve.picklable_model.load_model(tag) == stores["rules_loaded"]
+    ref = models.BentoModel(tag)
+    assert ref.resolve().info.module == "bentoml.picklable_model"
+    assert ref.load() == {"threshold": 0.5, "tags": ["a", "b"]}
+
+
+def test_the_wrong_framework_is_refused_where_bentoml_refuses_it(
+    stores: dict[str, object],
+) -> None:
+    tag = str(stores["rules"])
+    # BentoML 1.4's sklearn.get is models.get; its load_model checks the module.
+    assert nbserve.sklearn.get(tag).info.module == stores["get_any_module"]
+    with pytest.raises(NotFound) as info:
+        nbserve.sklearn.load_model(tag)
+    theirs = str(stores["wrong_module"])  # "Model X was saved with module Y, not loading with Z."
+    assert str(info.value).startswith(theirs.split(", not loading")[0])
+    assert "not loading with nbserve.sklearn" in str(info.value)
+    with pytest.raises(NotFound, match="not loading with nbserve.pytorch"):
+        nbserve.pytorch.get(tag)  # the legacy modules check in get() too, as BentoML's do
+
+
+def test_nbserve_store_wins_and_the_fallback_can_be_turned_off(
+    stores: dict[str, object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mine = models.save("iris-clf", np.arange(3))
+    assert models.get("iris-clf") == mine  # name only: nbserve's own entry first
+    assert models.get(str(stores["iris"])).info.module == "bentoml.sklearn"  # by version
+
+    monkeypatch.setenv("NBSERVE_BENTOML_STORE", "0")
+    with pytest.raises(NotFound):
+        models.get(str(stores["rules"]))
+    monkeypatch.delenv("NBSERVE_BENTOML_STORE")
+    monkeypatch.setenv("NBSERVE_MODEL_STORE", str(Path(mine.path).parents[1]))  # a bento's store
+    with pytest.raises(NotFound):
+        models.get(str(stores["rules"]))
+
+
+def test_reading_bentomls_store_never_writes_to_it(
+    stores: dict[str, object], bentoml_home: tuple[Path, dict[str, object]]
+) -> None:
+    home, _ = bentoml_home
+    latest = home / "models" / "rules" / "latest"
+    latest.unlink()  # BentoML would rebuild it; nbserve only reads
+    try:
+        assert models.get("rules").info.module == "bentoml.picklable_model"
+        assert not latest.exists()
+    finally:
+        latest.write_text(str(stores["rules"]).split(":")[1])
