@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from typing import Any
 
+from nbserve._bento.huggingface import HuggingFaceModel
 from nbserve._bento.integrity import CorruptModelError
 from nbserve._bento.model import BentoModel, Model, ModelContext, ModelInfo
 from nbserve._bento.pickling import UnstableVersionWarning
@@ -37,6 +38,7 @@ from nbserve._bento.tag import Tag
 __all__ = [
     "BentoModel",
     "CorruptModelError",
+    "HuggingFaceModel",
     "Model",
     "ModelContext",
     "ModelInfo",

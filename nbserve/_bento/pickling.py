@@ -168,7 +168,7 @@ def stable_dumps(
         return buffer.getvalue(), []
     names = ", ".join(pickler.by_value)
     return buffer.getvalue(), [
-        f"cloudpickle writes {names} by value (defined in a notebook or __main__, so not importable), with a per-process id; define it in an importable .py module to keep one version"
+        f"cloudpickle writes {names} by value (defined in a notebook or __main__, or registered as an external module), with a per-process id; define it in an importable .py module to keep one version"
     ]
 
 
