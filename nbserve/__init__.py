@@ -86,7 +86,14 @@ _LAZY = {
 
 
 # BentoML's framework modules (`bentoml.sklearn.save_model`): submodules, imported on first use.
-_FRAMEWORK_MODULES = ("sklearn", "pytorch", "transformers", "xgboost", "lightgbm", "picklable_model")
+_FRAMEWORK_MODULES = (
+    "sklearn",
+    "pytorch",
+    "transformers",
+    "xgboost",
+    "lightgbm",
+    "picklable_model",
+)
 
 
 def __getattr__(name: str) -> Any:

@@ -67,7 +67,8 @@ def save_model(
 
 def _load(directory: Path, info: ModelInfo, **kwargs: Any) -> Any:
     if frameworks.is_bentoml(info):
-        import joblib
+        import importlib
 
+        joblib: Any = importlib.import_module("joblib")  # what bentoml.sklearn wrote with
         return joblib.load(directory / MODEL_FILENAME)
     return frameworks.load_saved(directory, info, **kwargs)

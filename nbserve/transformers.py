@@ -101,7 +101,8 @@ def save_model(
 def _pipeline(directory: Path, task: str, kwargs: dict[str, Any]) -> Any:
     import transformers
 
-    return transformers.pipeline(task=task, model=str(directory), **kwargs)
+    make: Any = transformers.pipeline  # its overloads want a literal task name
+    return make(task=task, model=str(directory), **kwargs)
 
 
 def _load(directory: Path, info: ModelInfo, *args: Any, **kwargs: Any) -> Any:
@@ -113,7 +114,9 @@ def _load(directory: Path, info: ModelInfo, *args: Any, **kwargs: Any) -> Any:
             with open(directory / _PRETRAINED_PICKLE, "rb") as f:
                 cls = pickle.load(f)
             return cls.from_pretrained(str(directory), *args, **kwargs)
-        return _pipeline(directory, str(options.get("task")), {**options.get("kwargs", {}), **kwargs})
+        return _pipeline(
+            directory, str(options.get("task")), {**options.get("kwargs", {}), **kwargs}
+        )
     if options.get("kind") == "pipeline":
         if args:
             msg = "nbserve.transformers.load_model() of a pipeline takes keyword arguments only (they go to transformers.pipeline)."

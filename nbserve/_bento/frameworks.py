@@ -53,7 +53,6 @@ def get(tag: Tag | str, framework: str) -> Model:
 
 def as_model(tag_or_model: Tag | str | Model, framework: str) -> Model:
     from nbserve._bento.model import Model
-
     from nbserve._bento.store import resolve
 
     model = tag_or_model if isinstance(tag_or_model, Model) else resolve(tag_or_model)
@@ -116,7 +115,7 @@ def save(
 
 def save_files(
     name: Tag | str,
-    write: Callable[[Path], None],
+    write: Callable[[Path], object],
     *,
     framework: str,
     versions: Mapping[str, str],

@@ -31,7 +31,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-
 __all__ = [
     "PROTOCOL",
     "UnstableVersionWarning",
@@ -98,7 +97,7 @@ def _pickler_class() -> type[Any]:
     """`StablePickler`, made on first use so that importing the store skips cloudpickle."""
     import cloudpickle
 
-    class StablePickler(cloudpickle.Pickler):  # type: ignore[misc,name-defined]
+    class StablePickler(cloudpickle.Pickler):  # type: ignore[misc]
         """cloudpickle with sets sorted, a fixed protocol, and a record of what went by value.
 
         `tensor_id`, when given, is asked first for every object: a non-None answer is written

@@ -224,7 +224,9 @@ def _save_torch(obj: object, directory: Path) -> Saved:
         "torch",
         {"kind": kind},
         versions,
-        [f"{name} archives hold a random serialization id; save the module or its state_dict() instead for a stable version"],
+        [
+            f"{name} archives hold a random serialization id; save the module or its state_dict() instead for a stable version"
+        ],
     )
 
 

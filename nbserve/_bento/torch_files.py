@@ -66,7 +66,13 @@ class _Weights:
             msg = f"tensor '{name}' is {'quantized' if tensor.is_quantized else tensor.layout if tensor.layout != torch.strided else 'on the meta device'}"
             raise Unsupported(msg)
         storage = (str(tensor.device), tensor.untyped_storage().data_ptr())
-        alias = (*storage, tensor.storage_offset(), tuple(tensor.shape), tensor.stride(), tensor.dtype)
+        alias = (
+            *storage,
+            tensor.storage_offset(),
+            tuple(tensor.shape),
+            tensor.stride(),
+            tensor.dtype,
+        )
         if alias in self._by_alias:  # the same tensor again (tied weights): one copy, one key
             return self._by_alias[alias]
         data = tensor.detach().to("cpu").contiguous()
@@ -120,7 +126,9 @@ def save_tree(obj: Any, directory: Path) -> None:
                 node["requires_grad"] = True
             return node
         if isinstance(value, dict):
-            items = [[k, encode(v, k if flat else f"{path}.{k}".lstrip("."))] for k, v in value.items()]
+            items = [
+                [k, encode(v, k if flat else f"{path}.{k}".lstrip("."))] for k, v in value.items()
+            ]
             node = {"dict": items, "ordered": type(value) is OrderedDict}
             meta = getattr(value, "_metadata", None)  # load_state_dict reads module versions here
             if meta is not None:
@@ -147,7 +155,9 @@ def load_tree(directory: Path, **kwargs: Any) -> Any:
             if key not in made:
                 tensor = tensors[key]
                 if node.get("parameter"):
-                    tensor = torch.nn.Parameter(tensor, requires_grad=bool(node.get("requires_grad")))
+                    tensor = torch.nn.Parameter(
+                        tensor, requires_grad=bool(node.get("requires_grad"))
+                    )
                 elif node.get("requires_grad"):
                     tensor.requires_grad_(True)
                 made[key] = tensor

@@ -136,7 +136,7 @@ def test_the_wrong_framework_is_refused_where_bentoml_refuses_it(
     theirs = str(stores["wrong_module"])  # "Model X was saved with module Y, not loading with Z."
     assert str(info.value).startswith(theirs.split(", not loading")[0])
     assert "not loading with nbserve.sklearn" in str(info.value)
-    with pytest.raises(NotFound, match="not loading with nbserve.pytorch"):
+    with pytest.raises(NotFound, match=r"not loading with nbserve\.pytorch"):
         nbserve.pytorch.get(tag)  # the legacy modules check in get() too, as BentoML's do
 
 

@@ -70,7 +70,8 @@ def test_sklearn_save_model_load_model_and_get(
         custom_objects={"classes": ["a", "b", "c"]},
         signatures={"predict": {"batchable": True}},
     )
-    assert isinstance(saved.tag, models.Tag) and saved.tag.name == "iris"
+    assert isinstance(saved.tag, models.Tag)
+    assert saved.tag.name == "iris"
     assert saved.info.module == "nbserve.sklearn"
     assert saved.info.options["signatures"] == {"predict": {"batchable": True}}
     assert saved.info.context.framework_versions["sklearn"]
@@ -80,17 +81,28 @@ def test_sklearn_save_model_load_model_and_get(
     assert nbserve.sklearn.get("iris") == saved
     assert models.get("iris").load().predict(X[:3]).tolist() == clf.predict(X[:3]).tolist()
     # The same estimator again: the same version (content hash), one entry.
-    assert nbserve.sklearn.save_model("iris", clf, custom_objects={"classes": ["a", "b", "c"]},
-                                      labels={"team": "ml"}, metadata={"acc": 0.97},
-                                      signatures={"predict": {"batchable": True}}).tag == saved.tag
+    assert (
+        nbserve.sklearn.save_model(
+            "iris",
+            clf,
+            custom_objects={"classes": ["a", "b", "c"]},
+            labels={"team": "ml"},
+            metadata={"acc": 0.97},
+            signatures={"predict": {"batchable": True}},
+        ).tag
+        == saved.tag
+    )
 
 
 def test_loading_with_the_wrong_module_is_refused(store: Path) -> None:
     saved = nbserve.picklable_model.save_model("rules", {"threshold": 0.5})
     assert nbserve.picklable_model.load_model(saved.tag) == {"threshold": 0.5}
-    with pytest.raises(NotFound, match=r"saved with module nbserve\.picklable_model, not loading with nbserve\.sklearn"):
+    with pytest.raises(
+        NotFound,
+        match=r"saved with module nbserve\.picklable_model, not loading with nbserve\.sklearn",
+    ):
         nbserve.sklearn.load_model(saved.tag)
-    with pytest.raises(NotFound, match="not loading with nbserve.pytorch"):
+    with pytest.raises(NotFound, match=r"not loading with nbserve\.pytorch"):
         nbserve.pytorch.get("rules")
     plain = models.save("plain", np.arange(3))
     with pytest.raises(NotFound, match="saved with module numpy"):
@@ -128,7 +140,7 @@ def test_pytorch_save_model_and_load_model_on_a_device(store: Path) -> None:
     x = torch.randn(3, 4)
     torch.testing.assert_close(loaded(x), net(x))
     assert next(loaded.parameters()).device.type == "cpu"
-    with pytest.raises(InvalidArgument, match="takes a torch.nn.Module"):
+    with pytest.raises(InvalidArgument, match=r"takes a torch\.nn\.Module"):
         nbserve.pytorch.save_model("weights", net.state_dict())
 
 
@@ -196,7 +208,7 @@ def test_lightgbm_round_trip(store: Path, iris: tuple[np.ndarray, np.ndarray]) -
     loaded = nbserve.lightgbm.load_model(saved.tag)
     assert type(loaded) is lgb.Booster
     np.testing.assert_allclose(loaded.predict(X), clf.predict_proba(X))
-    with pytest.raises(InvalidArgument, match="lightgbm.Booster"):
+    with pytest.raises(InvalidArgument, match=r"lightgbm\.Booster"):
         nbserve.lightgbm.save_model("nope", object())
 
 
@@ -226,7 +238,9 @@ def test_hugging_face_model_resolves_from_the_local_cache(
     config = transformers.BertConfig(
         vocab_size=16, hidden_size=8, num_hidden_layers=1, num_attention_heads=2
     )
-    snapshot = _hf_cache(tmp_path / "hub", "acme/tiny-bert", {"config.json": config.to_json_string()})
+    snapshot = _hf_cache(
+        tmp_path / "hub", "acme/tiny-bert", {"config.json": config.to_json_string()}
+    )
 
     class Service:
         model_path = models.HuggingFaceModel("acme/tiny-bert")

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -142,9 +143,16 @@ def test_loaded_torch_entries_predict_the_same(store: Path) -> None:
     expected = _net()(x)
     for name in ("net", "net-fw"):
         loaded = models.get(name).load().eval()
-        assert sorted(loaded._non_persistent_buffers_set) == ["bias_cache", "mask", "scale", "shift"]
+        assert sorted(loaded._non_persistent_buffers_set) == [
+            "bias_cache",
+            "mask",
+            "scale",
+            "shift",
+        ]
         torch.testing.assert_close(loaded(x), expected)
-    fresh = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.BatchNorm1d(8), torch.nn.Linear(8, 3))
+    fresh = torch.nn.Sequential(
+        torch.nn.Linear(4, 8), torch.nn.BatchNorm1d(8), torch.nn.Linear(8, 3)
+    )
     fresh.load_state_dict(models.get("net-weights").load())
     torch.testing.assert_close(fresh.eval()(x), expected)
 
@@ -182,7 +190,7 @@ def test_loaded_sentence_transformer_and_transformers_embed_the_same(
     ids = pair["tokenizer"](sentences, padding=True, return_tensors="pt")
     with torch.no_grad():
         hidden = pair["model"](**ids).last_hidden_state
-    assert hidden.shape[0] == 2 and hidden.shape[2] == 384
+    assert (hidden.shape[0], hidden.shape[2]) == (2, 384)
 
 
 NOTEBOOK_CLASS = textwrap.dedent(
@@ -205,7 +213,8 @@ def test_an_unstable_object_says_so_once_naming_it_and_why(tmp_path: Path) -> No
         assert run.returncode == 0, run.stderr
         assert run.stderr.count("UnstableVersionWarning") == 1  # two saves, one warning
         assert "__main__.Scaler" in run.stderr
-        assert "by value" in run.stderr and "importable .py module" in run.stderr
+        assert "by value" in run.stderr
+        assert "importable .py module" in run.stderr
     # The warning is honest: the two processes did store two versions.
     assert runs[0].stdout.split()[0] != runs[1].stdout.split()[0]
 
@@ -221,6 +230,8 @@ def test_the_warning_can_be_asserted_in_process(
 
     with pytest.warns(models.UnstableVersionWarning, match=r"model 'local:\w+'.*Local") as seen:
         models.save("local", Local())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the second save of the same class stays quiet
         models.save("local", Local())
     assert len(seen) == 1
     assert seen[0].filename == __file__  # points at the caller's line, not at nbserve
