@@ -78,6 +78,7 @@ class ModelContext:
     framework_versions: dict[str, str]
     nbserve_version: str
     python_version: str
+    bentoml_version: str = ""  # set when BentoML wrote the entry (see `ModelInfo.origin`)
 
 
 @dataclass
@@ -94,8 +95,9 @@ class ModelInfo:
     files: dict[str, str] = field(default_factory=dict)
     creation_time: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     api_version: str = "v1"
-    # "bentoml" for an entry BentoML wrote (no `files` hashes, version not a content hash:
-    # it cannot be verified); never written to model.yaml.
+    # "bentoml" for an entry BentoML wrote: its version is not a content hash, and its
+    # model.yaml has no `files` (they are hashed when it is read, so a bento that copies it
+    # records them and verifies them there). Derived from the context, never written.
     origin: str = "nbserve"
 
     @property
@@ -126,6 +128,11 @@ class ModelInfo:
                 "framework_versions": self.context.framework_versions,
                 "nbserve_version": self.context.nbserve_version,
                 "python_version": self.context.python_version,
+                **(
+                    {"bentoml_version": self.context.bentoml_version}
+                    if self.context.bentoml_version
+                    else {}
+                ),
             },
             "files": self.files,
             "creation_time": self.creation_time.isoformat(),
@@ -147,7 +154,18 @@ class ModelInfo:
             raw = yaml.safe_load(where.read_text(encoding="utf-8"))
             ctx = raw["context"]
             # BentoML's model.yaml has no file hashes; it says who wrote it in the context.
-            origin = "bentoml" if "files" not in raw and "bentoml_version" in ctx else "nbserve"
+            origin = (
+                "bentoml"
+                if ctx.get("bentoml_version") and not ctx.get("nbserve_version")
+                else "nbserve"
+            )
+            if "files" in raw:
+                files = {str(k): str(v) for k, v in raw["files"].items()}
+            elif origin == "bentoml":
+                found, _ = integrity.scan_files(directory)
+                files = {rel: integrity.file_sha256(path) for rel, path in found.items()}
+            else:
+                raise KeyError("files")
             created = raw["creation_time"]
             info = cls(
                 name=str(raw["name"]),
@@ -163,10 +181,9 @@ class ModelInfo:
                     },
                     nbserve_version=str(ctx.get("nbserve_version", "")),
                     python_version=str(ctx.get("python_version", "")),
+                    bentoml_version=str(ctx.get("bentoml_version", "")),
                 ),
-                files={}
-                if origin == "bentoml"
-                else {str(k): str(v) for k, v in raw["files"].items()},
+                files=files,
                 creation_time=created
                 if isinstance(created, datetime)
                 else datetime.fromisoformat(created),
@@ -277,11 +294,10 @@ class Model:
         """Raise `CorruptModelError` unless the files and model.yaml match what was saved."""
         if self._staging:
             return
-        if self._info.origin == "bentoml":  # nothing recorded to check against
-            self._verified = True
-            return
         problems = integrity.verify_files(self._path, self._info.files, cached=cached)
-        if not problems and self._info.compute_version() != self._info.version:
+        # BentoML's versions are not content hashes: only the files can be checked.
+        content_hash = self._info.origin != "bentoml"
+        if not problems and content_hash and self._info.compute_version() != self._info.version:
             problems.append(
                 f"model.yaml (labels, metadata, options or file list) hashes to version {self._info.compute_version()}, not {self._info.version}"
             )

@@ -167,3 +167,26 @@ def test_reading_bentomls_store_never_writes_to_it(
         assert not latest.exists()
     finally:
         latest.write_text(str(stores["rules"]).split(":")[1])
+
+
+def test_a_bentoml_entry_copied_as_a_bento_copies_it_stays_verifiable(
+    stores: dict[str, object], tmp_path: Path
+) -> None:
+    """A bento's models/ holds `model.yaml` rewritten from `info.to_dict()` plus the files it
+    lists: a BentoML entry must list its files and still read as BentoML's there."""
+    model = models.get(str(stores["iris"]))
+    assert model.info.origin == "bentoml"
+    assert sorted(model.info.files) == ["custom_objects.pkl", "saved_model.pkl"]
+    copy = tmp_path / "bento-models" / model.name / model.version
+    copy.mkdir(parents=True)
+    for rel in model.info.files:
+        (copy / rel).write_bytes(Path(model.path_of(rel)).read_bytes())
+    model.info.write(copy)
+
+    again = models.Model.from_path(copy)
+    assert again.info.origin == "bentoml"
+    assert again.info.context.bentoml_version == "1.4.39"
+    again.verify()  # file hashes now recorded, and checked
+    (copy / "saved_model.pkl").write_bytes(b"tampered")
+    with pytest.raises(models.CorruptModelError, match="saved_model.pkl"):
+        models.Model.from_path(copy).verify(cached=False)

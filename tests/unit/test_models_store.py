@@ -235,6 +235,32 @@ def test_torch_state_dict_and_tensor_round_trip(store: Path) -> None:
     torch.testing.assert_close(models.get("tensor").load(), tensor)
 
 
+def test_entries_in_the_earlier_formats_still_load(store: Path) -> None:
+    """Before stable versions: `torch.save`d modules and state dicts, plain pickles."""
+    net = Net().eval()
+    with models.create("old-net", module="torch", options={"kind": "module"}) as m:
+        torch.save(net, m.path_of("model.pt"), pickle_module=cloudpickle)
+    with models.create("old-weights", module="torch", options={"kind": "tensors"}) as m:
+        torch.save(net.state_dict(), m.path_of("weights.pt"))
+    with models.create("old-pickle", module="cloudpickle") as m:
+        Path(m.path_of("model.pkl")).write_bytes(pickle.dumps({"a": {1, 2}}, protocol=4))
+    x = torch.randn(2, 4)
+    torch.testing.assert_close(models.get("old-net").load()(x), net(x))
+    assert list(models.get("old-weights").load()) == list(net.state_dict())
+    assert models.get("old-pickle").load() == {"a": {1, 2}}
+
+
+def test_tensors_safetensors_cannot_hold_fall_back_with_a_warning(store: Path) -> None:
+    sparse = {"adjacency": torch.eye(3).to_sparse()}
+    pickling._warned.clear()
+    with pytest.warns(
+        UnstableVersionWarning, match=r"'adjacency' is torch\.sparse_coo.*torch\.save"
+    ):
+        m = models.save("graph", sparse)
+    assert entry_files(m) == ["model.yaml", "weights.pt"]
+    torch.testing.assert_close(models.get("graph").load()["adjacency"].to_dense(), torch.eye(3))
+
+
 def test_exported_program_round_trip(store: Path) -> None:
     program = torch.export.export(Net(), (torch.randn(2, 4),))
     pickling._warned.clear()
