@@ -165,7 +165,7 @@ class ModelInfo:
                 found, _ = integrity.scan_files(directory)
                 files = {rel: integrity.file_sha256(path) for rel, path in found.items()}
             else:
-                raise KeyError("files")
+                files = dict(raw["files"])  # KeyError: reported as unreadable below
             created = raw["creation_time"]
             info = cls(
                 name=str(raw["name"]),
