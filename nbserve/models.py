@@ -14,10 +14,13 @@ gives the same version (and only moves `latest`), and a version always means the
 `get()` and `load()` verify the files and refuse an entry that was changed after it was saved.
 Saves are atomic, so two kernels saving at once cannot corrupt an entry.
 
-`save()` picks the format from the object: numpy arrays as `.npy`, torch modules, tensors and
-state dicts with `torch.save`, transformers models and tokenizers with `save_pretrained`,
-anything else with cloudpickle. Loading a torch module or a cloudpickle entry runs pickle, so
-load only entries you trust (state dicts and arrays load without it).
+`save()` picks the format from the object: numpy arrays as `.npy`, torch tensors, state dicts
+and modules with their weights in safetensors, transformers models and tokenizers with
+`save_pretrained`, sentence-transformers models with `save`, anything else with a stable
+cloudpickle. The same model saved from a new kernel keeps its version; what cannot warns once
+with `UnstableVersionWarning` (see docs/models.md). Loading a torch module or a pickled entry
+runs pickle, so load only entries you trust (state dicts and arrays load without it).
+A tag this store lacks is looked up in BentoML's store (`get()` below).
 """
 
 from __future__ import annotations
