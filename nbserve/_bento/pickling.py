@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import io
+import os
 import pickle
 import sys
 import threading
@@ -62,7 +63,7 @@ def warn_unstable(what: str, why: str) -> None:
         if why in _warned:
             return
         _warned.add(why)
-    package = str(Path(__file__).resolve().parents[1])
+    package = str(Path(__file__).resolve().parents[1]) + os.sep
     level, frame = 1, sys._getframe(0)
     while frame is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(package):
         level, frame = level + 1, frame.f_back  # type: ignore[assignment]
