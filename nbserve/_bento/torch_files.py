@@ -65,7 +65,11 @@ class _Weights:
         if tensor.layout != torch.strided or tensor.is_quantized or tensor.is_meta:
             msg = f"tensor '{name}' is {'quantized' if tensor.is_quantized else tensor.layout if tensor.layout != torch.strided else 'on the meta device'}"
             raise Unsupported(msg)
-        storage = (str(tensor.device), tensor.untyped_storage().data_ptr())
+        try:
+            storage = (str(tensor.device), tensor.untyped_storage().data_ptr())
+        except (RuntimeError, NotImplementedError) as exc:  # e.g. functional/fake tensors
+            msg = f"tensor '{name}' has no plain storage ({exc})"
+            raise Unsupported(msg) from exc
         alias = (
             *storage,
             tensor.storage_offset(),
@@ -186,7 +190,10 @@ def save_module(module: Any, directory: Path) -> list[str]:
     """Write an `nn.Module`; returns why its version may still change (see `pickling`)."""
     torch = _torch()
     weights = _Weights()
-    names = {id(t): n for n, t in module.state_dict(keep_vars=True).items()}
+    try:  # state-dict names make the weights file readable as a state dict elsewhere
+        names = {id(t): n for n, t in module.state_dict(keep_vars=True).items()}
+    except Exception:  # a module whose state_dict() hooks fail: numbered names will do
+        names = {}
 
     def tensor_id(obj: Any) -> Any:
         if not isinstance(obj, torch.Tensor):
