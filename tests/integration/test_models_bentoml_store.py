@@ -43,7 +43,25 @@ SAVE_WITH_BENTOML = textwrap.dedent(
         wrong = None
     except bentoml.exceptions.NotFound as exc:
         wrong = str(exc)
+    import lightgbm, xgboost
+    import _bentoml_impl.frameworks.xgboost as bentoml_xgb
+    # BentoML records xgboost's version by distribution name "xgboost"; here it is the
+    # CPU-only wheel "xgboost-cpu" (same module), which that lookup does not know.
+    bentoml_xgb.get_pkg_version = lambda name: xgboost.__version__
+    xgb_clf = xgboost.XGBClassifier(n_estimators=5, max_depth=2, n_jobs=1).fit(X, y)
+    xgb_tag = bentoml.xgboost.save_model("iris-xgb", xgb_clf)
+    booster_tag = bentoml.xgboost.save_model("iris-booster", xgb_clf.get_booster())
+    lgb_clf = lightgbm.LGBMClassifier(n_estimators=5, num_leaves=4, verbose=-1, n_jobs=1).fit(X, y)
+    lgb_tag = bentoml.lightgbm.save_model("iris-lgb", lgb_clf)
     print(json.dumps({
+        "xgb": str(xgb_tag.tag),
+        "xgb_proba": bentoml.xgboost.load_model(xgb_tag.tag).predict_proba(X[:5]).tolist(),
+        "xgb_loaded_class": type(bentoml.xgboost.load_model(xgb_tag.tag)).__name__,
+        "booster": str(booster_tag.tag),
+        "booster_class": type(bentoml.xgboost.load_model(booster_tag.tag)).__name__,
+        "lgb": str(lgb_tag.tag),
+        "lgb_pred": bentoml.lightgbm.load_model(lgb_tag.tag).predict(X[:5]).tolist(),
+        "lgb_class": type(bentoml.lightgbm.load_model(lgb_tag.tag)).__name__,
         "iris": str(iris.tag),
         "rules": str(rules.tag),
         "proba": bentoml.sklearn.load_model(iris.tag).predict_proba(X[:5]).tolist(),
@@ -60,10 +78,10 @@ def bentoml_home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[s
     pytest.importorskip("sklearn")
     home = tmp_path_factory.mktemp("bentoml-home")
     python = bentoml_python()
-    probe = subprocess.run([str(python), "-c", "import sklearn"], capture_output=True, check=False)
-    if probe.returncode:
+    probe = [str(python), "-c", "import sklearn, xgboost, lightgbm"]
+    if subprocess.run(probe, capture_output=True, check=False).returncode:
         pytest.fail(
-            "scikit-learn is missing from .venv-bentoml; run `bash scripts/setup` again",
+            "scikit-learn, xgboost or lightgbm is missing from .venv-bentoml; run `bash scripts/setup` again",
             pytrace=False,
         )
     done = subprocess.run(
@@ -190,3 +208,22 @@ def test_a_bentoml_entry_copied_as_a_bento_copies_it_stays_verifiable(
     (copy / "saved_model.pkl").write_bytes(b"tampered")
     with pytest.raises(models.CorruptModelError, match=r"saved_model\.pkl"):
         models.Model.from_path(copy).verify(cached=False)
+
+
+def test_bentoml_xgboost_and_lightgbm_models_load_as_bentoml_loads_them(
+    stores: dict[str, object],
+) -> None:
+    xgboost = pytest.importorskip("xgboost")
+    pytest.importorskip("lightgbm")
+    from sklearn.datasets import load_iris
+
+    X, _ = load_iris(return_X_y=True)
+    clf = nbserve.xgboost.load_model(str(stores["xgb"]))
+    assert type(clf).__name__ == stores["xgb_loaded_class"]
+    np.testing.assert_allclose(clf.predict_proba(X[:5]), np.array(stores["xgb_proba"]), rtol=1e-6)
+    booster = nbserve.xgboost.load_model(str(stores["booster"]))
+    assert type(booster).__name__ == stores["booster_class"]
+    assert booster.predict(xgboost.DMatrix(X[:5])).shape == (5, 3)
+    lgb_model = nbserve.lightgbm.load_model(str(stores["lgb"]))
+    assert type(lgb_model).__name__ == stores["lgb_class"]
+    np.testing.assert_allclose(lgb_model.predict(X[:5]), np.array(stores["lgb_pred"]), rtol=1e-6)
