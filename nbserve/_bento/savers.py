@@ -15,10 +15,11 @@
 **Same object, same bytes, same version**, from any process: numpy's format, safetensors,
 `save_pretrained`/`save` (model cards, which carry dates, are not written) and the stable
 pickles of `pickling.py` (fixed protocol, sets sorted) are deterministic; `torch.save` is
-not (a random serialization id), so torch tensors and modules go through `torch_files.py`.
+not (sets in hash-seed order inside its pickle), so tensors and modules go through
+`torch_files.py`.
 What cannot be made stable warns once with an `UnstableVersionWarning` that names the object
 and why: a class or function defined in a notebook (cloudpickle writes it by value with a
-per-process id), TorchScript and `torch.export` archives, and exotic tensors (sparse,
+per-process id), TorchScript archives, and exotic tensors (sparse,
 quantized) that fall back to `torch.save`.
 
 A whole `nn.Module` keeps its class by value when it was defined in a notebook, so `load()`
@@ -215,17 +216,18 @@ def _save_torch(obj: object, directory: Path) -> Saved:
     except torch_files.Unsupported as exc:
         for child in directory.iterdir():  # start over in torch's own format
             child.unlink()
-        reason = f"{exc}, which safetensors cannot store, so it is written with torch.save, whose archive holds a random serialization id"
+        reason = f"{exc}, which safetensors cannot store, so it is written with torch.save, whose archive is not byte-stable across processes"
         _torch_save(obj, directory, kind)
         return Saved("torch", {"kind": kind}, versions, [reason])
     _torch_save(obj, directory, kind)
-    name = "TorchScript" if kind == "torchscript" else "torch.export"
+    if kind == "exported":  # torch.export's archive is deterministic (checked across processes)
+        return Saved("torch", {"kind": kind}, versions)
     return Saved(
         "torch",
         {"kind": kind},
         versions,
         [
-            f"{name} archives hold a random serialization id; save the module or its state_dict() instead for a stable version"
+            "TorchScript archives are not byte-stable across processes (the generated code, and with it the serialization id, depends on the hash seed); save the module or its state_dict() instead for a stable version"
         ],
     )
 

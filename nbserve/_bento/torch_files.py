@@ -1,7 +1,8 @@
 """torch objects as canonical files: tensors in safetensors, the rest in a stable pickle.
 
-`torch.save` cannot give a stable model version: its zip holds a random serialization id,
-and a module's pickle holds `_non_persistent_buffers_set`, a set in hash-seed order. So:
+`torch.save` cannot give a stable model version: a module's pickle (`data.pkl`) holds
+`_non_persistent_buffers_set`, a set in hash-seed order, the archive's serialization id
+follows from those bytes, and the archive's inner folder is named after the file. So:
 
 - a tensor tree (a state dict, or tensors in plain dicts/lists/tuples) becomes
   `weights.safetensors` plus `tree.json`, its shape (containers, keys, scalars, which

@@ -65,6 +65,9 @@ SAVE_ALL = textwrap.dedent(
         "sklearn_framework": nbserve.sklearn.save_model("iris-fw", clf),
         "pytorch_framework": nbserve.pytorch.save_model("net-fw", net()),
         "set_in_pickle": models.save("vocab", {"words": {f"w{i}" for i in range(50)}, "n": 50}),
+        "torch_export": models.save(
+            "net-exported", torch.export.export(net().eval(), (torch.randn(2, 4),))
+        ),
     }
     import lightgbm, xgboost
     versions["xgboost"] = nbserve.xgboost.save_model(
@@ -88,6 +91,7 @@ KINDS = [
     "sklearn_framework",
     "pytorch_framework",
     "set_in_pickle",
+    "torch_export",
     "xgboost",
     "lightgbm",
 ]
