@@ -8,10 +8,15 @@ temporary `$BENTOML_HOME`; nbserve then finds them by tag, through `nbserve.mode
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
+import sys
+import tarfile
 import textwrap
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 
@@ -227,3 +232,75 @@ def test_bentoml_xgboost_and_lightgbm_models_load_as_bentoml_loads_them(
     lgb_model = nbserve.lightgbm.load_model(str(stores["lgb"]))
     assert type(lgb_model).__name__ == stores["lgb_class"]
     np.testing.assert_allclose(lgb_model.predict(X[:5]), np.array(stores["lgb_pred"]), rtol=1e-6)
+
+
+SERVICE = textwrap.dedent(
+    """
+    import numpy as np
+    import nbserve as bentoml
+
+
+    @bentoml.service
+    class Iris:
+        def __init__(self) -> None:
+            self.clf = bentoml.sklearn.load_model("iris-clf:latest")
+
+        @bentoml.api
+        def classify(self, x: np.ndarray) -> np.ndarray:
+            return self.clf.predict(x)
+    """
+)
+
+
+def test_a_service_using_a_bentoml_store_model_exports_and_serves_without_it(
+    stores: dict[str, object], tmp_path: Path
+) -> None:
+    """BentoML's own service style, a model only BentoML's store has: the bento carries it."""
+    nbserve_cli = str(Path(sys.executable).parent / "nbserve")
+    (tmp_path / "service.py").write_text(SERVICE)
+    build = subprocess.run(
+        [nbserve_cli, "build", "service.py:Iris", "-o", "dist"],
+        cwd=tmp_path,
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert build.returncode == 0, build.stderr
+    (bento,) = (tmp_path / "dist").glob("*.bento")
+    version = str(stores["iris"]).split(":")[1]
+    with tarfile.open(bento) as tar:
+        names = tar.getnames()
+    assert f"models/iris-clf/{version}/saved_model.pkl" in names
+
+    # Served with neither store: no BentoML home, an empty nbserve home.
+    env = {
+        **os.environ,
+        "BENTOML_HOME": str(tmp_path / "none"),
+        "NBSERVE_HOME": str(tmp_path / "h"),
+    }
+    server = subprocess.Popen(
+        [nbserve_cli, "serve", str(bento), "--port", "0"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        url = None
+        for line in server.stdout:  # "nbserve: serving Iris at http://127.0.0.1:PORT ..."
+            found = re.search(r"serving \S+ at (http://\S+)", line)
+            if found:
+                url = found.group(1)
+                break
+        assert url, "the bento did not start"
+        x = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
+        answer = httpx.post(f"{url}/classify", json={"x": x}, timeout=30)
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == [0, 2]
+    finally:
+        server.terminate()
+        server.communicate(timeout=30)
