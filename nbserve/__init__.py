@@ -111,10 +111,21 @@ _LAZY = {
 }
 
 
+# BentoML's framework modules (`bentoml.sklearn.save_model`): submodules, imported on first use.
+_FRAMEWORK_MODULES = (
+    "sklearn",
+    "pytorch",
+    "transformers",
+    "xgboost",
+    "lightgbm",
+    "picklable_model",
+)
+
+
 def __getattr__(name: str) -> Any:
     import importlib
 
-    if name in ("models", "testing", "images"):
+    if name in ("models", "testing", "images", *_FRAMEWORK_MODULES):
         return importlib.import_module(f"nbserve.{name}")
     if name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name]), name)

@@ -14,10 +14,13 @@ gives the same version (and only moves `latest`), and a version always means the
 `get()` and `load()` verify the files and refuse an entry that was changed after it was saved.
 Saves are atomic, so two kernels saving at once cannot corrupt an entry.
 
-`save()` picks the format from the object: numpy arrays as `.npy`, torch modules, tensors and
-state dicts with `torch.save`, transformers models and tokenizers with `save_pretrained`,
-anything else with cloudpickle. Loading a torch module or a cloudpickle entry runs pickle, so
-load only entries you trust (state dicts and arrays load without it).
+`save()` picks the format from the object: numpy arrays as `.npy`, torch tensors, state dicts
+and modules with their weights in safetensors, transformers models and tokenizers with
+`save_pretrained`, sentence-transformers models with `save`, anything else with a stable
+cloudpickle. The same model saved from a new kernel keeps its version; what cannot warns once
+with `UnstableVersionWarning` (see docs/models.md). Loading a torch module or a pickled entry
+runs pickle, so load only entries you trust (state dicts and arrays load without it).
+A tag this store lacks is looked up in BentoML's store (`get()` below).
 """
 
 from __future__ import annotations
@@ -28,18 +31,22 @@ from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from typing import Any
 
+from nbserve._bento.huggingface import HuggingFaceModel
 from nbserve._bento.integrity import CorruptModelError
 from nbserve._bento.model import BentoModel, Model, ModelContext, ModelInfo
-from nbserve._bento.store import default_store
+from nbserve._bento.pickling import UnstableVersionWarning
+from nbserve._bento.store import default_store, resolve
 from nbserve._bento.tag import Tag
 
 __all__ = [
     "BentoModel",
     "CorruptModelError",
+    "HuggingFaceModel",
     "Model",
     "ModelContext",
     "ModelInfo",
     "Tag",
+    "UnstableVersionWarning",
     "create",
     "delete",
     "export_model",
@@ -84,8 +91,12 @@ def save(
 
 def get(tag: Tag | str) -> Model:
     """The verified entry for `"name"`, `"name:latest"`, `"name:<version>"` or a unique
-    version prefix. Raises `NotFound` if absent, `CorruptModelError` if it was modified."""
-    return default_store().get(tag)
+    version prefix. Raises `NotFound` if absent, `CorruptModelError` if it was modified.
+
+    A tag nbserve's store does not have is looked up in BentoML's store
+    (`$BENTOML_HOME/models`, default `~/bentoml/models`), so models saved with BentoML work
+    unchanged; not when serving a bento, nor with `NBSERVE_BENTOML_STORE=0`."""
+    return resolve(tag)
 
 
 def list(tag: Tag | str | None = None) -> builtins.list[Model]:

@@ -28,7 +28,11 @@ if TYPE_CHECKING:
 
 __all__ = ["bento_info", "bento_name", "model_tags", "referenced_models"]
 
-_MODEL_CALLS = frozenset({"get", "BentoModel", "get_model"})
+_MODEL_CALLS = frozenset({"get", "BentoModel", "get_model", "load_model"})
+# BentoML's framework modules: `bentoml.sklearn.load_model("iris:latest")` names a model too.
+_FRAMEWORKS = frozenset(
+    {"models", "sklearn", "pytorch", "transformers", "xgboost", "lightgbm", "picklable_model"}
+)
 
 
 def bento_name(service: Service[Any]) -> str:
@@ -51,18 +55,19 @@ def model_tags(source: str) -> list[str]:
             if isinstance(func, ast.Name)
             else None
         )
-        # `nbserve.models.get`, `bentoml.models.get`, `models.get`; not `self.models.get`.
+        # `nbserve.models.get`, `bentoml.models.get`, `models.get`, `bentoml.sklearn.get`;
+        # not `self.models.get`.
         owner = func.value if isinstance(func, ast.Attribute) else None
         via_models = (isinstance(owner, ast.Name) and owner.id == "models") or (
             isinstance(owner, ast.Attribute)
-            and owner.attr == "models"
+            and owner.attr in _FRAMEWORKS
             and isinstance(owner.value, ast.Name)
             and owner.value.id in ("nbserve", "bentoml")
         )
         arg = node.args[0]
         if (
             called in _MODEL_CALLS
-            and (called != "get" or via_models)
+            and (called not in ("get", "load_model") or via_models)
             and isinstance(arg, ast.Constant)
             and isinstance(arg.value, str)
         ):
@@ -73,13 +78,13 @@ def model_tags(source: str) -> list[str]:
 def referenced_models(service: Service[Any], source: str) -> list[Model]:
     """The store entries the archive must carry, each once, in a stable order."""
     from nbserve._bento.model import referenced_models as class_models
-    from nbserve._bento.store import default_store
+    from nbserve._bento.store import resolve
 
     found: dict[tuple[str, str], Model] = {}
     for model in class_models(service.inner):
         found.setdefault((model.name, model.version), model)
     for tag in model_tags(source):
-        model = default_store().get(tag)
+        model = resolve(tag)  # nbserve's store, else BentoML's (as the service will find it)
         found.setdefault((model.name, model.version), model)
     return [found[key] for key in sorted(found)]
 

@@ -81,6 +81,7 @@ class ModelContext:
     framework_versions: dict[str, str]
     nbserve_version: str
     python_version: str
+    bentoml_version: str = ""  # set when BentoML wrote the entry (see `ModelInfo.origin`)
 
 
 @dataclass
@@ -97,6 +98,10 @@ class ModelInfo:
     files: dict[str, str] = field(default_factory=dict)
     creation_time: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     api_version: str = "v1"
+    # "bentoml" for an entry BentoML wrote: its version is not a content hash, and its
+    # model.yaml has no `files` (they are hashed when it is read, so a bento that copies it
+    # records them and verifies them there). Derived from the context, never written.
+    origin: str = "nbserve"
 
     @property
     def tag(self) -> Tag:
@@ -126,6 +131,11 @@ class ModelInfo:
                 "framework_versions": self.context.framework_versions,
                 "nbserve_version": self.context.nbserve_version,
                 "python_version": self.context.python_version,
+                **(
+                    {"bentoml_version": self.context.bentoml_version}
+                    if self.context.bentoml_version
+                    else {}
+                ),
             },
             "files": self.files,
             "creation_time": self.creation_time.isoformat(),
@@ -146,6 +156,19 @@ class ModelInfo:
         try:
             raw = yaml.safe_load(where.read_text(encoding="utf-8"))
             ctx = raw["context"]
+            # BentoML's model.yaml has no file hashes; it says who wrote it in the context.
+            origin = (
+                "bentoml"
+                if ctx.get("bentoml_version") and not ctx.get("nbserve_version")
+                else "nbserve"
+            )
+            if "files" in raw:
+                files = {str(k): str(v) for k, v in raw["files"].items()}
+            elif origin == "bentoml":
+                found, _ = integrity.scan_files(directory)
+                files = {rel: integrity.file_sha256(path) for rel, path in found.items()}
+            else:
+                files = dict(raw["files"])  # KeyError: reported as unreadable below
             created = raw["creation_time"]
             info = cls(
                 name=str(raw["name"]),
@@ -161,12 +184,14 @@ class ModelInfo:
                     },
                     nbserve_version=str(ctx.get("nbserve_version", "")),
                     python_version=str(ctx.get("python_version", "")),
+                    bentoml_version=str(ctx.get("bentoml_version", "")),
                 ),
-                files={str(k): str(v) for k, v in raw["files"].items()},
+                files=files,
                 creation_time=created
                 if isinstance(created, datetime)
                 else datetime.fromisoformat(created),
                 api_version=str(raw.get("api_version", "v1")),
+                origin=origin,
             )
         except FileNotFoundError:
             msg = f"{where} is missing, so {directory} is not a complete model entry; delete the directory or save the model again."
@@ -256,12 +281,26 @@ class Model:
             record.stat().st_size if record.exists() else 0
         )
 
+    @property
+    def custom_objects(self) -> dict[str, Any]:
+        """The `custom_objects` a framework module's `save_model` stored (BentoML's), or {}."""
+        from nbserve._bento import frameworks, pickling
+
+        where = Path(self.path) / frameworks.CUSTOM_OBJECTS
+        if not where.is_file():
+            return {}
+        with open(where, "rb") as f:
+            value = pickling.stable_load(f)
+        return dict(value)
+
     def verify(self, *, cached: bool = True) -> None:
         """Raise `CorruptModelError` unless the files and model.yaml match what was saved."""
         if self._staging:
             return
         problems = integrity.verify_files(self._path, self._info.files, cached=cached)
-        if not problems and self._info.compute_version() != self._info.version:
+        # BentoML's versions are not content hashes: only the files can be checked.
+        content_hash = self._info.origin != "bentoml"
+        if not problems and content_hash and self._info.compute_version() != self._info.version:
             problems.append(
                 f"model.yaml (labels, metadata, options or file list) hashes to version {self._info.compute_version()}, not {self._info.version}"
             )
@@ -342,9 +381,9 @@ class BentoModel:
     def resolve(self) -> Model:
         """The stored `Model` (looked up once; `latest` is fixed at the first lookup)."""
         if self._resolved is None:
-            from nbserve._bento.store import default_store
+            from nbserve._bento.store import resolve
 
-            self._resolved = default_store().get(self.tag)
+            self._resolved = resolve(self.tag)
         return self._resolved
 
     @property

@@ -1,44 +1,50 @@
 """How `save(name, obj)` turns an object into files, and how `Model.load()` turns them back.
 
-| object                                   | module        | files              | load                              |
-|------------------------------------------|---------------|--------------------|-----------------------------------|
-| numpy array (no object dtype)            | numpy         | array.npy          | np.load(allow_pickle=False)       |
-| torch tensor / state dict (tensor tree)  | torch         | weights.pt         | torch.load(weights_only=True)     |
-| torch.export.ExportedProgram             | torch         | model.pt2          | torch.export.load                 |
-| torch.jit.ScriptModule (deprecated)      | torch         | model.pt           | torch.jit.load                    |
-| torch nn.Module                          | torch         | model.pt           | torch.load(weights_only=False)    |
-| transformers model/tokenizer/processor,  | transformers  | save_pretrained()  | <recorded class>.from_pretrained  |
-|   or a dict of them ({"model", "tokenizer"}) |           | one dir per key    |   (a dict back)                   |
-| anything else                            | cloudpickle   | model.pkl          | pickle.load                       |
+| object                                   | module        | files                         | load                        |
+|------------------------------------------|---------------|-------------------------------|-----------------------------|
+| numpy array (no object dtype)            | numpy         | array.npy                     | np.load(allow_pickle=False) |
+| torch tensor / state dict (tensor tree)  | torch         | weights.safetensors, tree.json| safetensors (no pickle)     |
+| torch nn.Module                          | torch         | weights.safetensors, module.pkl | stable pickle + safetensors |
+| torch.export.ExportedProgram             | torch         | model.pt2                     | torch.export.load           |
+| torch.jit.ScriptModule (deprecated)      | torch         | model.pt                      | torch.jit.load              |
+| sentence_transformers.SentenceTransformer| sentence_transformers | model.save()          | SentenceTransformer(path)   |
+| transformers model/tokenizer/processor,  | transformers  | save_pretrained()             | <recorded class>.from_pretrained |
+|   or a dict of them ({"model", "tokenizer"}) |           | one dir per key               |   (a dict back)             |
+| anything else (e.g. scikit-learn)        | cloudpickle   | model.pkl                     | pickle                      |
 
-A whole `nn.Module` is saved with `torch.save(module, pickle_module=cloudpickle)`: weights in
-torch's zip format, and the class by value when it was defined in a notebook, so `load()`
+**Same object, same bytes, same version**, from any process: numpy's format, safetensors,
+`save_pretrained`/`save` (model cards, which carry dates, are not written) and the stable
+pickles of `pickling.py` (fixed protocol, sets sorted) are deterministic; `torch.save` is
+not (sets in hash-seed order inside its pickle), so tensors and modules go through
+`torch_files.py`.
+What cannot be made stable warns once with an `UnstableVersionWarning` that names the object
+and why: a class or function defined in a notebook (cloudpickle writes it by value with a
+per-process id), TorchScript archives, and exotic tensors (sparse,
+quantized) that fall back to `torch.save`.
+
+A whole `nn.Module` keeps its class by value when it was defined in a notebook, so `load()`
 returns a ready module without its source being importable. The price is that loading it,
 like loading a cloudpickle entry, runs pickle: load only entries you trust. Verification
 proves an entry is unchanged since it was saved, not who saved it. For untrusted sources save
-a state dict instead (`save(name, net.state_dict())`), which loads with `weights_only=True`.
+a state dict instead (`save(name, net.state_dict())`), which loads without pickle.
 
-Same object, same bytes, same version: numpy, torch's zip format and pickles of importable
-classes are deterministic. A class defined in a notebook is the exception: cloudpickle
-writes it by value with the cell's file name and a per-process class id, so the same weights
-saved from a *new* kernel get a new version (within one kernel they keep theirs).
-
-Frameworks are looked up in `sys.modules` rather than imported: an object can only be a
-torch tensor if torch is already imported, so `import nbserve.models` and saving a numpy
+Entries written before the stable formats (`weights.pt`, a `torch.save`d `model.pt`) still
+load. Frameworks are looked up in `sys.modules` rather than imported: an object can only be
+a torch tensor if torch is already imported, so `import nbserve.models` and saving a numpy
 array never pay for importing torch or transformers.
 """
 
 from __future__ import annotations
 
 import importlib
-import pickle
 import sys
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nbserve._bento import pickling, torch_files
 from nbserve._bento.tag import is_valid_part
 from nbserve.exceptions import InvalidArgument, NbserveError
 
@@ -47,7 +53,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Saved", "load_object", "save_object"]
 
-MODULES = ("numpy", "torch", "transformers", "cloudpickle")
+MODULES = ("numpy", "torch", "transformers", "sentence_transformers", "cloudpickle")
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,8 @@ class Saved:
     module: str
     options: dict[str, Any]
     framework_versions: dict[str, str]
+    # Why saving the same object from a new process would give other bytes (empty: it won't).
+    unstable: list[str] = field(default_factory=list)
 
 
 def _version_of(module_name: str) -> dict[str, str]:
@@ -130,7 +138,14 @@ def _is_plain_ndarray(obj: object) -> bool:
     return np is not None and isinstance(obj, np.ndarray) and not obj.dtype.hasobject
 
 
+def _is_sentence_transformer(obj: object) -> bool:
+    st = sys.modules.get("sentence_transformers")
+    return st is not None and isinstance(obj, st.SentenceTransformer)
+
+
 def _detect(obj: object) -> str:
+    if _is_sentence_transformer(obj):
+        return "sentence_transformers"  # before torch: it is an nn.Module too
     if _hf_component(obj) or _hf_bundle(obj):
         return "transformers"  # before torch: a transformers model is also an nn.Module
     if _torch_kind(obj):
@@ -162,22 +177,65 @@ def save_object(obj: object, directory: Path, module: str | None = None) -> Save
         return _save_torch(obj, directory)
     if kind == "transformers":
         return _save_transformers(obj, directory)
+    if kind == "sentence_transformers":
+        # No model card: it is generated text (dates, training details) that would change
+        # the version; the model itself does not need it to load.
+        obj.save(str(directory), create_model_card=False)  # type: ignore[attr-defined]
+        versions = {
+            **_version_of("sentence_transformers"),
+            **_version_of("transformers"),
+            **_version_of("torch"),
+        }
+        return Saved("sentence_transformers", {}, versions)
+    return save_pickle(obj, directory / "model.pkl")
+
+
+def save_pickle(obj: object, path: Path) -> Saved:
+    """`obj` as a stable cloudpickle at `path` (see `pickling.py`)."""
     import cloudpickle
 
-    with open(directory / "model.pkl", "wb") as f:
-        cloudpickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)
+    data, unstable = pickling.stable_dumps(obj)
+    path.write_bytes(data)
     # The version of the package the object's class comes from (e.g. sklearn) helps a reader
     # know what `load()` will need installed.
     versions = {"cloudpickle": str(cloudpickle.__version__)}
     versions.update(_version_of(type(obj).__module__.split(".")[0]))
-    return Saved("cloudpickle", {}, versions)
+    return Saved("cloudpickle", {}, versions, unstable)
 
 
 def _save_torch(obj: object, directory: Path) -> Saved:
+    kind = _torch_kind(obj)
+    versions = _version_of("torch")
+    try:
+        if kind == "module":
+            unstable = torch_files.save_module(obj, directory)
+            return Saved("torch", {"kind": kind, "format": "safetensors"}, versions, unstable)
+        if kind == "tensors":
+            torch_files.save_tree(obj, directory)
+            return Saved("torch", {"kind": kind, "format": "safetensors"}, versions)
+    except torch_files.Unsupported as exc:
+        for child in directory.iterdir():  # start over in torch's own format
+            child.unlink()
+        reason = f"{exc}, which safetensors cannot store, so it is written with torch.save, whose archive is not byte-stable across processes"
+        _torch_save(obj, directory, kind)
+        return Saved("torch", {"kind": kind}, versions, [reason])
+    _torch_save(obj, directory, kind)
+    if kind == "exported":  # torch.export's archive is deterministic (checked across processes)
+        return Saved("torch", {"kind": kind}, versions)
+    return Saved(
+        "torch",
+        {"kind": kind},
+        versions,
+        [
+            "TorchScript archives are not byte-stable across processes (the generated code, and with it the serialization id, depends on the hash seed); save the module or its state_dict() instead for a stable version"
+        ],
+    )
+
+
+def _torch_save(obj: object, directory: Path, kind: str | None) -> None:
     import cloudpickle
 
     torch: Any = importlib.import_module("torch")
-    kind = _torch_kind(obj)
     if kind == "exported":
         torch.export.save(obj, directory / "model.pt2")
     elif kind == "torchscript":
@@ -186,7 +244,6 @@ def _save_torch(obj: object, directory: Path) -> Saved:
         torch.save(obj, directory / "model.pt", pickle_module=cloudpickle)
     else:
         torch.save(obj, directory / "weights.pt")
-    return Saved("torch", {"kind": kind}, _version_of("torch"))
 
 
 def _save_transformers(obj: object, directory: Path) -> Saved:
@@ -215,6 +272,10 @@ def load_object(directory: Path, info: ModelInfo, **kwargs: Any) -> Any:
 
         return np.load(directory / "array.npy", allow_pickle=False, **kwargs)
     if module == "torch":
+        if options.get("format") == "safetensors":
+            if options.get("kind") == "module":
+                return torch_files.load_module(directory, **kwargs)
+            return torch_files.load_tree(directory, **kwargs)
         torch: Any = importlib.import_module("torch")
         if options.get("kind") == "exported":
             return importlib.import_module("torch.export").load(directory / "model.pt2", **kwargs)
@@ -231,9 +292,17 @@ def load_object(directory: Path, info: ModelInfo, **kwargs: Any) -> Any:
                 for key, part in options["components"].items()
             }
         return _from_pretrained(directory, options, kwargs)
+    if module == "sentence_transformers":
+        from sentence_transformers import SentenceTransformer
+
+        return SentenceTransformer(str(directory), **{"local_files_only": True, **kwargs})
     if module == "cloudpickle":
         with open(directory / "model.pkl", "rb") as f:
-            return pickle.load(f)
+            return pickling.stable_load(f)
+    if module.startswith(("nbserve.", "bentoml.")):
+        from nbserve._bento import frameworks
+
+        return frameworks.load_entry(directory, info, **kwargs)
     msg = f"Model '{info.name}:{info.version}' was written with nbserve.models.create(module={module!r}), so it holds files, not a saved object: read them from model.path instead of calling load()."
     raise NbserveError(msg)
 

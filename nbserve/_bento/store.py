@@ -36,7 +36,7 @@ from nbserve._bento.tag import Tag, is_valid_part
 from nbserve._version import __version__
 from nbserve.exceptions import InvalidArgument, NbserveError, NotFound
 
-__all__ = ["ModelStore", "default_store"]
+__all__ = ["ModelStore", "bentoml_store", "default_store", "resolve"]
 
 logger = logging.getLogger("nbserve.models")
 
@@ -55,6 +55,33 @@ def default_store() -> ModelStore:
     return ModelStore(Path(home).expanduser() / "models")
 
 
+def bentoml_store() -> ModelStore:
+    """BentoML's own model store (`$BENTOML_HOME/models`, default `~/bentoml/models`), read-only."""
+    home = os.environ.get("BENTOML_HOME") or "~/bentoml"
+    return ModelStore(Path(home).expanduser() / "models", read_only=True)
+
+
+def resolve(tag: Tag | str) -> Model:
+    """The entry for `tag` in nbserve's store, else in BentoML's (what `models.get` does).
+
+    BentoML's store is not consulted when serving a bento (`NBSERVE_MODEL_STORE` is set: a
+    bento holds all its models) or when `NBSERVE_BENTOML_STORE=0`. nbserve's store wins
+    when both hold the name and the tag is `name` or `name:latest`."""
+    try:
+        return default_store().get(tag)
+    except NotFound:
+        if os.environ.get("NBSERVE_MODEL_STORE") or os.environ.get("NBSERVE_BENTOML_STORE") == "0":
+            raise
+        foreign = bentoml_store()
+        if not (foreign.root / Tag.from_taglike(tag).name).is_dir():
+            raise
+        try:
+            return foreign.get(tag)
+        except NotFound:
+            pass
+        raise
+
+
 def _distribution_version(name: str) -> str | None:
     from importlib import metadata
 
@@ -67,8 +94,9 @@ def _distribution_version(name: str) -> str | None:
 class ModelStore:
     """Model entries under one root directory."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, *, read_only: bool = False):
         self.root = Path(root)
+        self.read_only = read_only  # another tool's store (BentoML's): never written to
 
     def __repr__(self) -> str:
         return f"ModelStore({str(self.root)!r})"
@@ -137,8 +165,9 @@ class ModelStore:
             msg = f"No model named '{name}' in the model store {self.root}. Save one with nbserve.models.save('{name}', obj), or see what is there with nbserve.models.list()."
             raise NotFound(msg)
         newest = models[-1].version
-        with suppress(OSError):  # a read-only store (a bento's models/) still resolves
-            self._write_latest(name, newest)
+        if not self.read_only:
+            with suppress(OSError):  # a read-only store (a bento's models/) still resolves
+                self._write_latest(name, newest)
         return newest
 
     def _locate(self, tag: Tag) -> Path:
@@ -229,15 +258,34 @@ class ModelStore:
         labels: Mapping[str, str] | None = None,
         metadata: Mapping[str, Any] | None = None,
         module: str | None = None,
+        framework: str | None = None,
+        extra: Mapping[str, object] | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> Model:
-        """Store `obj` in the format its type calls for (see `savers.py`); `module` forces one."""
-        from nbserve._bento import savers
+        """Store `obj` in the format its type calls for (see `savers.py`); `module` forces one.
+
+        `framework` (e.g. "nbserve.sklearn") is recorded as the entry's module, with the
+        format in `options["stored_as"]`, so that framework's `get()` recognises the entry.
+        `extra` maps file names to objects stored beside it as stable pickles (BentoML's
+        `custom_objects`); `options` are recorded beside the format's own. Warns once (`UnstableVersionWarning`) when saving the same object
+        from a new process would give a new version, naming the object and why."""
+        from nbserve._bento import pickling, savers
 
         with self.create(name, labels=labels, metadata=metadata) as model:
             saved = savers.save_object(obj, Path(model.path), module)
-            model.info.module = model.info.context.framework_name = saved.module
-            model.info.options = saved.options
+            unstable = list(saved.unstable)
+            for filename, value in (extra or {}).items():
+                unstable += savers.save_pickle(value, Path(model.path) / filename).unstable
+            recorded = {**(options or {}), **saved.options}
+            if framework is not None:
+                recorded = {"stored_as": saved.module, **recorded}
+            model.info.module = framework or saved.module
+            model.info.context.framework_name = saved.module
+            model.info.options = recorded
             model.info.context.framework_versions = saved.framework_versions
+        for why in unstable:
+            what = f"model '{model.tag}' ({type(obj).__module__}.{type(obj).__qualname__})"
+            pickling.warn_unstable(what, why)
         return model
 
     def commit(self, staging: Path, info: ModelInfo) -> Model:

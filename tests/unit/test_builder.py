@@ -165,6 +165,7 @@ def test_model_tags_are_found_only_in_model_store_calls() -> None:
         "import nbserve, bentoml\nfrom nbserve import models\nfrom nbserve.models import BentoModel\n"
         "a = nbserve.models.get('a:latest')\nb = bentoml.models.get('b')\nc = models.get('c:v1')\n"
         "d = BentoModel('d')\ne = self.models.get('not-a-model')\nf = os.environ.get('NOPE')\n"
-        "g = nbserve.models.get(name)\n"
+        "g = nbserve.models.get(name)\nh = bentoml.sklearn.load_model('h:v2')\n"
+        "i = nbserve.pytorch.get('i')\nj = self.sklearn.load_model('nope')\n"
     )
-    assert model_tags(source) == ["a:latest", "b", "c:v1", "d"]
+    assert model_tags(source) == ["a:latest", "b", "c:v1", "d", "h:v2", "i"]

@@ -21,7 +21,9 @@ import pytest
 import yaml
 
 import nbserve.models as models
+from nbserve._bento import pickling
 from nbserve.exceptions import InvalidArgument, NbserveError, NotFound
+from nbserve.models import UnstableVersionWarning
 
 torch = pytest.importorskip("torch")
 
@@ -208,7 +210,8 @@ def test_object_arrays_fall_back_to_cloudpickle(store: Path) -> None:
 def test_torch_module_round_trip(store: Path) -> None:
     net = Net()
     m = models.save("net", net)
-    assert (m.info.module, m.info.options) == ("torch", {"kind": "module"})
+    assert (m.info.module, m.info.options) == ("torch", {"kind": "module", "format": "safetensors"})
+    assert entry_files(m) == ["model.yaml", "module.pkl", "weights.safetensors"]
     assert m.info.context.framework_versions == {"torch": torch.__version__}
     loaded = models.get("net").load()
     assert isinstance(loaded, Net)
@@ -219,15 +222,43 @@ def test_torch_module_round_trip(store: Path) -> None:
 def test_torch_state_dict_and_tensor_round_trip(store: Path) -> None:
     state = Net().state_dict()
     m = models.save("weights", state)
-    assert m.info.options == {"kind": "tensors"}
+    assert m.info.options == {"kind": "tensors", "format": "safetensors"}
+    assert entry_files(m) == ["model.yaml", "tree.json", "weights.safetensors"]
     loaded = models.get("weights").load()
     assert list(loaded) == list(state)
+    assert loaded._metadata == state._metadata  # type: ignore[attr-defined]
     for key, value in state.items():
         torch.testing.assert_close(loaded[key], value)
 
     tensor = torch.arange(6).reshape(2, 3)
     models.save("tensor", tensor)
     torch.testing.assert_close(models.get("tensor").load(), tensor)
+
+
+def test_entries_in_the_earlier_formats_still_load(store: Path) -> None:
+    """Before stable versions: `torch.save`d modules and state dicts, plain pickles."""
+    net = Net().eval()
+    with models.create("old-net", module="torch", options={"kind": "module"}) as m:
+        torch.save(net, m.path_of("model.pt"), pickle_module=cloudpickle)
+    with models.create("old-weights", module="torch", options={"kind": "tensors"}) as m:
+        torch.save(net.state_dict(), m.path_of("weights.pt"))
+    with models.create("old-pickle", module="cloudpickle") as m:
+        Path(m.path_of("model.pkl")).write_bytes(pickle.dumps({"a": {1, 2}}, protocol=4))
+    x = torch.randn(2, 4)
+    torch.testing.assert_close(models.get("old-net").load()(x), net(x))
+    assert list(models.get("old-weights").load()) == list(net.state_dict())
+    assert models.get("old-pickle").load() == {"a": {1, 2}}
+
+
+def test_tensors_safetensors_cannot_hold_fall_back_with_a_warning(store: Path) -> None:
+    sparse = {"adjacency": torch.eye(3).to_sparse()}
+    pickling._warned.clear()
+    with pytest.warns(
+        UnstableVersionWarning, match=r"'adjacency' is torch\.sparse_coo.*torch\.save"
+    ):
+        m = models.save("graph", sparse)
+    assert entry_files(m) == ["model.yaml", "weights.pt"]
+    torch.testing.assert_close(models.get("graph").load()["adjacency"].to_dense(), torch.eye(3))
 
 
 def test_exported_program_round_trip(store: Path) -> None:
@@ -241,7 +272,9 @@ def test_exported_program_round_trip(store: Path) -> None:
 @pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")  # torch 2.13 deprecates it
 def test_torchscript_round_trip(store: Path) -> None:
     scripted = torch.jit.script(Net())
-    models.save("scripted", scripted)
+    pickling._warned.clear()
+    with pytest.warns(UnstableVersionWarning, match="TorchScript"):
+        models.save("scripted", scripted)
     loaded = models.get("scripted").load()
     x = torch.randn(2, 4)
     torch.testing.assert_close(loaded(x), scripted(x))
@@ -519,7 +552,7 @@ def test_export_import_round_trip_is_reproducible(store: Path, tmp_path: Path) -
 
     with tarfile.open(first) as tar:
         members = tar.getmembers()
-    assert [t.name for t in members] == ["model.yaml", "weights.pt"]
+    assert [t.name for t in members] == ["model.yaml", "tree.json", "weights.safetensors"]
     assert {(t.mtime, t.uid, t.gid, t.uname, t.mode) for t in members} == {(0, 0, 0, "", 0o644)}
 
     models.delete("net")
