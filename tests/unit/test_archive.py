@@ -73,7 +73,7 @@ def test_a_one_line_change_gives_another_version(tmp_path: Path) -> None:
 
 def test_headers_are_normalised(tmp_path: Path) -> None:
     path = build(SOURCE, tmp_path)
-    with tarfile.open(path) as tar:
+    with archive.open_tar(path, scratch=tmp_path) as tar:
         members = tar.getmembers()
     names = [m.name for m in members]
     assert names == sorted(names)
@@ -177,7 +177,7 @@ def test_a_total_size_over_the_limit_is_refused(tmp_path: Path) -> None:
 
 def test_content_that_does_not_match_its_version_is_refused(tmp_path: Path) -> None:
     path = build(SOURCE, tmp_path)
-    with tarfile.open(path) as tar:
+    with archive.open_tar(path, scratch=tmp_path) as tar:
         files = {m.name: Entry(tar.extractfile(m).read(), bool(m.mode & 0o111)) for m in tar}  # type: ignore[union-attr]
     files["src/service.py"] = Entry(
         files["src/service.py"].data + b"\nimport os; os.system('id')\n"

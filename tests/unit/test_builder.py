@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
-from nbserve._bento import builder
+from nbserve._bento import archive, builder
 from nbserve._bento.capture import CaptureError
 from nbserve._bento.cells import python_source
 from nbserve._cli import build as build_cli
@@ -55,7 +54,7 @@ def run_like_a_kernel(cells: list[str]) -> tuple[Service[Any], dict[str, Any]]:
 
 
 def members(path: Path) -> dict[str, bytes]:
-    with tarfile.open(path) as tar:
+    with archive.open_tar(path, scratch=path.parent) as tar:
         return {m.name: tar.extractfile(m).read() for m in tar}  # type: ignore[union-attr]
 
 
