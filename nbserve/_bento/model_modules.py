@@ -19,6 +19,7 @@ modules read up to that point.
 
 from __future__ import annotations
 
+import _compat_pickle
 import pickletools
 import zipfile
 from collections.abc import Iterator
@@ -44,6 +45,13 @@ _STRINGS = frozenset(
 )
 _NO_PUSH = frozenset({"MEMOIZE", "PUT", "BINPUT", "LONG_BINPUT", "FRAME", "PROTO"})
 _GETS = frozenset({"GET", "BINGET", "LONG_BINGET"})
+# (entry path, version, file hashes) -> modules: one small set per entry exported here.
+_SEEN: dict[tuple[str, str, tuple[tuple[str, str], ...]], frozenset[str]] = {}
+
+
+def _python3_name(module: str) -> str:
+    """Protocol 2 pickles name `__builtin__`, `copy_reg`...: Python 2's names, as pickle does."""
+    return _compat_pickle.IMPORT_MAPPING.get(module, module)
 
 
 def _globals(stream: IO[bytes]) -> Iterator[str]:
@@ -54,10 +62,10 @@ def _globals(stream: IO[bytes]) -> Iterator[str]:
         for op, arg, _ in pickletools.genops(stream):
             name = op.name
             if name == "GLOBAL" or name == "INST":
-                yield str(arg).split(" ", 1)[0]
+                yield _python3_name(str(arg).split(" ", 1)[0])
             elif name == "STACK_GLOBAL":
                 if len(recent) >= 2 and isinstance(recent[-2], str):
-                    yield recent[-2]
+                    yield _python3_name(recent[-2])
                 recent.append(None)
             elif name in _STRINGS:
                 recent.append(arg if isinstance(arg, str) else None)
@@ -101,9 +109,16 @@ def pickle_modules(path: Path) -> set[str]:
 
 
 def model_modules(model: Model) -> set[str]:
-    """Top-level modules needed to load `model`: its frameworks and what its pickles name."""
-    modules = set(model.info.context.framework_versions)
-    root = Path(model.path)
-    for rel in sorted(model.info.files):
-        modules |= pickle_modules(root / rel)
-    return {m.split(".")[0] for m in modules if m}
+    """Top-level modules needed to load `model`: its frameworks and what its pickles name.
+
+    Remembered per entry and file hashes: the export verifies the files against those hashes
+    before it writes them, so a second export of the same entry does not read its pickles again.
+    """
+    key = (model.path, model.version, tuple(sorted(model.info.files.items())))
+    if key not in _SEEN:
+        modules = set(model.info.context.framework_versions)
+        root = Path(model.path)
+        for rel in sorted(model.info.files):
+            modules |= pickle_modules(root / rel)
+        _SEEN[key] = frozenset(m.split(".")[0] for m in modules if m)
+    return set(_SEEN[key])

@@ -91,6 +91,26 @@ class Requirements:
         return "".join(f"{line}\n" for line in self.lines)
 
 
+# packages_distributions() reads every installed distribution's RECORD (about a second with
+# torch and transformers installed); remembered while no directory on sys.path changes (an
+# install or uninstall adds or removes a *.dist-info directory, which changes its mtime).
+_DISTRIBUTIONS: dict[tuple[tuple[str, int], ...], Mapping[str, Sequence[str]]] = {}
+
+
+def _distributions() -> Mapping[str, Sequence[str]]:
+    key = []
+    for entry in sys.path:
+        try:
+            key.append((entry, os.stat(entry or ".").st_mtime_ns))
+        except OSError:
+            continue
+    stamp = tuple(key)
+    if stamp not in _DISTRIBUTIONS:
+        _DISTRIBUTIONS.clear()
+        _DISTRIBUTIONS[stamp] = metadata.packages_distributions()
+    return _DISTRIBUTIONS[stamp]
+
+
 def _stdlib() -> frozenset[str]:
     return frozenset(sys.stdlib_module_names) | frozenset(sys.builtin_module_names)
 
@@ -158,7 +178,7 @@ def resolve_requirements(
     image: Any = None,
 ) -> Requirements:
     """Pin the distributions behind `modules`, then apply the user's requirements on top."""
-    distributions = metadata.packages_distributions()
+    distributions = _distributions()
     stdlib = _stdlib()
     pins: dict[str, str] = {DISTRIBUTION: f"{DISTRIBUTION}=={__version__}"}
     local: list[Path] = []
