@@ -167,3 +167,95 @@ def test_model_tags_are_found_only_in_model_store_calls() -> None:
         "g = nbserve.models.get(name)\n"
     )
     assert model_tags(source) == ["a:latest", "b", "c:v1", "d"]
+
+
+# ---- requirements that load the models -------------------------------------------------------
+def requirements_of(path: Path) -> list[str]:
+    return members(path)["env/python/requirements.txt"].decode().split()
+
+
+def test_a_model_loaded_through_the_store_pins_its_framework(tmp_path: Path) -> None:
+    """No `import sklearn` in the source: the entry's pickle names it, so it is pinned."""
+    from importlib import metadata
+
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    import nbserve.models
+
+    x, y = load_iris(return_X_y=True)
+    nbserve.models.save("iris", LogisticRegression(max_iter=300).fit(x, y))
+    (tmp_path / "service.py").write_text(
+        "import nbserve\n\n@nbserve.service\nclass Iris:\n"
+        "    model = nbserve.models.BentoModel('iris:latest')\n\n"
+        "    def __init__(self) -> None:\n        self.clf = self.model.load()\n\n"
+        "    @nbserve.api\n    def predict(self, x: list[list[float]]) -> list[int]:\n"
+        "        return self.clf.predict(x).tolist()\n"
+    )
+    pins = requirements_of(builder.build_file(tmp_path / "service.py", "Iris", tmp_path / "dist"))
+    assert f"scikit-learn=={metadata.version('scikit-learn')}" in pins
+    assert f"cloudpickle=={metadata.version('cloudpickle')}" in pins  # the entry's framework
+    assert f"numpy=={metadata.version('numpy')}" in pins
+
+
+def test_the_services_it_depends_on_bring_their_packages_and_models(tmp_path: Path) -> None:
+    (tmp_path / "service.py").write_text(
+        "import nbserve\n\n"
+        "@nbserve.service(python_packages=['rich==13.0', 'pyyaml==6.0'])\nclass Scaler:\n"
+        "    model = nbserve.models.BentoModel('scale:latest')\n\n"
+        "    @nbserve.api\n    def go(self, x: float) -> float:\n        return x * float(self.model.load())\n\n"
+        "@nbserve.service(python_packages=['pyyaml>=6'])\nclass Front:\n"
+        "    scaler = nbserve.depends(Scaler)\n\n"
+        "    @nbserve.api\n    def go(self, x: float) -> float:\n        return self.scaler.go(x)\n"
+    )
+    path = builder.build_file(tmp_path / "service.py", "Front", tmp_path / "dist")
+    pins = requirements_of(path)
+    assert "rich==13.0" in pins
+    assert "pyyaml>=6" in pins  # the service's own line wins over its dependency's
+    assert "pyyaml==6.0" not in pins
+    assert any(name.startswith("models/scale/") for name in members(path))
+
+
+def test_a_module_no_distribution_provides_is_reported_with_the_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import nbserve.models
+
+    (tmp_path / "gone_helpers.py").write_text("class Thing:\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import gone_helpers  # type: ignore[import-not-found]
+
+    saved = nbserve.models.save("thing", gone_helpers.Thing())
+    (tmp_path / "gone_helpers.py").unlink()  # saved by reference to a module that is now gone
+    sys.modules.pop("gone_helpers", None)
+    (tmp_path / "service.py").write_text(
+        "import nbserve\n\n@nbserve.service\nclass Uses:\n"
+        "    model = nbserve.models.BentoModel('thing:latest')\n\n"
+        "    @nbserve.api\n    def go(self, x: float) -> float:\n        return x\n"
+    )
+    capsys.readouterr()
+    builder.build_file(tmp_path / "service.py", "Uses", tmp_path / "dist")
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert f"gone_helpers (to load model {saved.tag})" in err
+    assert "python_packages=[...]" in err
+
+
+def test_a_local_module_a_pickle_names_travels_in_src(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import nbserve.models
+
+    (tmp_path / "pickled_helpers.py").write_text("class Thing:\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import pickled_helpers  # type: ignore[import-not-found]
+
+    nbserve.models.save("thing", pickled_helpers.Thing())
+    (tmp_path / "service.py").write_text(
+        "import nbserve\n\n@nbserve.service\nclass Uses:\n"
+        "    model = nbserve.models.BentoModel('thing:latest')\n\n"
+        "    @nbserve.api\n    def go(self, x: float) -> float:\n        return x\n"
+    )
+    files = members(builder.build_file(tmp_path / "service.py", "Uses", tmp_path / "dist"))
+    assert files["src/pickled_helpers.py"] == b"class Thing:\n    pass\n"
+    sys.modules.pop("pickled_helpers", None)
