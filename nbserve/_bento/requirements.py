@@ -222,7 +222,14 @@ def resolve_requirements(
 
 # ---- nbserve's own wheel ------------------------------------------------------------------------
 def local_source() -> Path | None:
-    """nbserve's source tree when it was not installed from an index, else None."""
+    """nbserve's source tree when it was not installed from an index, else None.
+
+    The tree the running code comes from wins: the archive must carry the nbserve that built
+    it, also when a checkout on `PYTHONPATH` shadows another install (a development setup).
+    """
+    root = Path(__file__).resolve().parents[2]
+    if (root / "pyproject.toml").is_file() and (root / "nbserve" / "__init__.py").is_file():
+        return root  # a source tree: an editable install, PYTHONPATH, or a checkout
     try:
         dist = metadata.distribution(DISTRIBUTION)
     except metadata.PackageNotFoundError:
@@ -236,10 +243,7 @@ def local_source() -> Path | None:
             path = Path(url.removeprefix("file://"))
             if (path / "pyproject.toml").is_file():
                 return path
-    # A local wheel, a VCS URL or PYTHONPATH: build from the tree this nbserve runs from.
-    root = Path(__file__).resolve().parents[2]
-    if (root / "pyproject.toml").is_file() and (root / "nbserve" / "__init__.py").is_file():
-        return root
+    # A local wheel or a VCS URL: its source is not at hand.
     msg = f"nbserve {__version__} was not installed from a package index and its source tree is not at {root}; install it with pip from an index or from its source directory, then export again"
     raise RequirementsError(msg)
 
