@@ -22,7 +22,8 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 # The notebooks of the notebook-serving issue; other examples join this list as they land.
 NOTEBOOKS = [
     EXAMPLES / "01-quickstart.ipynb",
-    EXAMPLES / "02-real-model.ipynb",  # loads torch and an 88 MB encoder twice: minutes, not seconds
+    EXAMPLES
+    / "02-real-model.ipynb",  # loads torch and an 88 MB encoder twice: minutes, not seconds
     EXAMPLES / "03-export.ipynb",
 ]
 
