@@ -37,9 +37,10 @@ from nbserve._bento.archive import Entry
 from nbserve._bento.bentofile import bento_info, bento_name, referenced_models, service_closure
 from nbserve._bento.capture import CapturedSource, capture
 from nbserve._bento.cells import python_source, read_notebook
+from nbserve._bento.integrity import file_sha256
 from nbserve._bento.model_modules import model_modules
 from nbserve._bento.names import imported_modules
-from nbserve._bento.progress import notice
+from nbserve._bento.progress import notice, progress_bar
 from nbserve._bento.requirements import (
     REPRODUCIBLE_EPOCH,
     Requirements,
@@ -96,11 +97,27 @@ def _dump(value: Any) -> str:
     )
 
 
-def _model_files(models: Sequence[Model]) -> dict[str, Entry]:
+def _verify_models(models: Sequence[Model], progress: bool | None) -> None:
+    """Check every entry against its model.yaml, hashing its files under a progress bar.
+
+    The hashes go into the process's cache (`integrity.file_sha256`, keyed by file identity,
+    size and times), which `verify()` then reads: an unchanged entry is hashed once per process.
+    """
+    total = sum(model.file_size for model in models)
+    with progress_bar(total, "hashing models", progress) as bar:
+        for model in models:
+            for rel in sorted(model.info.files):
+                path = Path(model.path) / rel
+                file_sha256(path)
+                bar.update(path.stat().st_size)
+            model.verify()
+
+
+def _model_files(models: Sequence[Model], progress: bool | None) -> dict[str, Entry]:
     """The entries under `models/`, each with a `latest` file naming its version."""
+    _verify_models(models, progress)
     files: dict[str, Entry] = {}
     for model in models:
-        model.verify()
         root = Path(model.path)
         prefix = f"models/{model.name}"
         info = model.info.to_dict()
@@ -108,7 +125,7 @@ def _model_files(models: Sequence[Model]) -> dict[str, Entry]:
         files[f"{prefix}/{model.version}/model.yaml"] = _text(_dump(info))
         for rel, sha in sorted(model.info.files.items()):
             source = root / rel
-            # verify() has just checked the file against this hash: no need to read it again.
+            # Just verified against this hash: no need to read the file again.
             files[f"{prefix}/{model.version}/{rel}"] = Entry(
                 source, bool(source.stat().st_mode & 0o111), known_sha256=sha
             )
@@ -221,7 +238,7 @@ def build_bento(
     config = service.config
     models = referenced_models(service, captured.text)
     requirements, local = _requirements(service, captured, models, requirements_file)
-    wheel = nbserve_wheel(_wheel_cache())
+    wheel = nbserve_wheel(_wheel_cache(), progress=progress)
 
     files: dict[str, Entry] = {"src/service.py": _text(captured.text), **local}
     files["env/python/requirements.txt"] = _text(requirements.text)
@@ -229,7 +246,7 @@ def build_bento(
     files["env/python/install.sh"] = Entry(INSTALL_SH.encode(), executable=True)
     if wheel is not None:
         files[f"env/python/wheels/{wheel.name}"] = Entry(wheel)
-    files.update(_model_files(models))
+    files.update(_model_files(models, progress))
     files["apis/openapi.yaml"] = _text(_dump(service.openapi_spec))
     files["apis/schema.json"] = _text(_json(service.schema()))
     placeholder = archive.PLACEHOLDER  # the version is the hash of all these files

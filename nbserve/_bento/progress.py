@@ -35,8 +35,9 @@ def shown(progress: bool | None) -> bool:
     return in_kernel() or sys.stderr.isatty()
 
 
-def progress_bar(total: int, description: str, progress: bool | None) -> Bar:
-    """A bar counting `total` bytes; a disabled one (no output at all) when not `shown`."""
+def progress_bar(total: int | None, description: str, progress: bool | None) -> Bar:
+    """A bar counting `total` bytes, or the elapsed time when the total is not known (None);
+    a disabled one (no output at all) when not `shown`."""
     if in_kernel():
         from tqdm.auto import tqdm
     else:
@@ -52,6 +53,7 @@ def progress_bar(total: int, description: str, progress: bool | None) -> Bar:
         leave=False,
         file=sys.stderr,
         dynamic_ncols=True,
+        bar_format=None if total is not None else "{desc}: {elapsed}",
     )
 
 

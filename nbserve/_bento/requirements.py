@@ -35,6 +35,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from nbserve._bento.progress import progress_bar
 from nbserve._version import __version__
 from nbserve.exceptions import NbserveError
 
@@ -260,8 +261,11 @@ def _source_hash(root: Path) -> str:
     return digest.hexdigest()[:24]
 
 
-def nbserve_wheel(cache: Path) -> Path | None:
-    """nbserve's wheel to bundle, built reproducibly and cached; None if an index has it."""
+def nbserve_wheel(cache: Path, *, progress: bool | None = False) -> Path | None:
+    """nbserve's wheel to bundle, built reproducibly and cached; None if an index has it.
+
+    `progress`: show the build (several seconds, once per source change) as a ticking bar.
+    """
     root = local_source()
     if root is None:
         return None
@@ -284,10 +288,24 @@ def nbserve_wheel(cache: Path) -> Path | None:
             tmp,
             str(root),
         ]
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+        with (
+            progress_bar(
+                None, "building nbserve's wheel (once per source change)", progress
+            ) as bar,
+            tempfile.TemporaryFile("w+") as log,
+        ):
+            build = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+            while True:
+                try:
+                    returncode = build.wait(timeout=0.25)
+                    break
+                except subprocess.TimeoutExpired:
+                    bar.refresh()  # the elapsed time ticks: the export is not stuck
+            log.seek(0)
+            output = log.read()
         wheels = sorted(Path(tmp).glob("*.whl"))
-        if done.returncode != 0 or not wheels:
-            msg = f"could not build nbserve's wheel from {root} (`{' '.join(cmd)}` exited {done.returncode}): {done.stderr.strip()[-2000:]}"
+        if returncode != 0 or not wheels:
+            msg = f"could not build nbserve's wheel from {root} (`{' '.join(cmd)}` exited {returncode}): {output.strip()[-2000:]}"
             raise RequirementsError(msg)
         staged = Path(tmp) / "done"
         staged.mkdir()

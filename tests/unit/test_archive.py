@@ -35,7 +35,7 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # A fixed stand-in for nbserve's own wheel: building the real one takes seconds.
     wheel = tmp_path / "jupyter_nbserve-0.1.0-py3-none-any.whl"
     wheel.write_bytes(b"not really a wheel")
-    monkeypatch.setattr(builder, "nbserve_wheel", lambda cache: wheel)
+    monkeypatch.setattr(builder, "nbserve_wheel", lambda cache, **_: wheel)
 
 
 def build(source: str, out: Path) -> Path:

@@ -35,7 +35,7 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
     import nbserve.models
 
     monkeypatch.setenv("NBSERVE_HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(builder, "nbserve_wheel", lambda cache: None)
+    monkeypatch.setattr(builder, "nbserve_wheel", lambda cache, **_: None)
     nbserve.models.save("scale", np.array(2.0))
     yield
     sys.modules.pop("service", None)
@@ -259,3 +259,18 @@ def test_a_local_module_a_pickle_names_travels_in_src(
     files = members(builder.build_file(tmp_path / "service.py", "Uses", tmp_path / "dist"))
     assert files["src/pickled_helpers.py"] == b"class Thing:\n    pass\n"
     sys.modules.pop("pickled_helpers", None)
+
+
+def test_an_export_shows_its_progress_when_asked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    service, namespace = run_like_a_kernel(CELLS)
+    capsys.readouterr()
+    builder.export_service(service, tmp_path / "quiet", cells=CELLS, namespace=namespace)
+    assert capsys.readouterr().err == ""  # a test is neither a kernel nor a terminal
+    builder.export_service(
+        service, tmp_path / "shown", cells=CELLS, namespace=namespace, progress=True
+    )
+    err = capsys.readouterr().err
+    assert "hashing models" in err
+    assert "writing shifter-" in err

@@ -24,7 +24,7 @@ CELLS = [
 def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("NBSERVE_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("NBSERVE_MODEL_STORE", "")  # so the loader's setting is undone after
-    monkeypatch.setattr(builder, "nbserve_wheel", lambda cache: None)
+    monkeypatch.setattr(builder, "nbserve_wheel", lambda cache, **_: None)
     previous = sys.modules.get("service")
     yield
     sys.modules.pop("service", None)
