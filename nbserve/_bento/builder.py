@@ -79,7 +79,12 @@ else python=python3
 fi
 wheels=$(find "$here/wheels" -name '*.whl' 2>/dev/null | sort)
 # shellcheck disable=SC2086  # the wheel paths contain no spaces: they are ours
-"$python" -m pip install --no-input --disable-pip-version-check -r "$here/requirements.txt" $wheels
+if ! "$python" -m pip install --no-input --disable-pip-version-check -r "$here/requirements.txt" $wheels; then
+    if grep -q '+cpu' "$here/requirements.txt"; then
+        echo "install.sh: this bento pins a CPU-only build (+cpu), which only the PyTorch index carries; run: PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu sh $0" >&2
+    fi
+    exit 1
+fi
 """
 
 

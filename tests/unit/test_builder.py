@@ -274,3 +274,44 @@ def test_an_export_shows_its_progress_when_asked(
     err = capsys.readouterr().err
     assert "hashing models" in err
     assert "writing shifter-" in err
+
+
+def test_imports_inside_methods_are_pinned(tmp_path: Path) -> None:
+    from importlib import metadata
+
+    (tmp_path / "service.py").write_text(
+        "import nbserve\n\n@nbserve.service\nclass Lazy:\n"
+        "    def __init__(self) -> None:\n        import yaml\n\n        self.dump = yaml.safe_dump\n\n"
+        "    @nbserve.api\n    def go(self, x: float) -> float:\n"
+        "        from orjson import dumps\n\n        return float(len(dumps(x)))\n"
+    )
+    pins = requirements_of(builder.build_file(tmp_path / "service.py", "Lazy", tmp_path / "dist"))
+    assert f"pyyaml=={metadata.version('pyyaml')}" in pins
+    assert f"orjson=={metadata.version('orjson')}" in pins
+
+
+def test_install_sh_names_the_pytorch_index_when_a_cpu_build_cannot_be_found(
+    tmp_path: Path,
+) -> None:
+    """A `+cpu` pin resolves only from the PyTorch index: the failure says how to install."""
+    import subprocess
+
+    env_dir = tmp_path / "env/python"
+    env_dir.mkdir(parents=True)
+    (env_dir / "install.sh").write_text(builder.INSTALL_SH)
+    (env_dir / "requirements.txt").write_text("torch==2.13.0+cpu\n")
+    fake = tmp_path / "python"  # a pip that fails as pip does when no index has the build
+    fake.write_text(
+        "#!/bin/sh\necho 'No matching distribution found for torch==2.13.0+cpu' >&2\nexit 1\n"
+    )
+    fake.chmod(0o755)
+    done = subprocess.run(
+        ["sh", str(env_dir / "install.sh")],
+        env={"PATH": "/usr/bin:/bin", "PYTHON": str(fake)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu sh" in done.stderr
