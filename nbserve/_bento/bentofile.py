@@ -6,10 +6,11 @@ Fields follow BentoML's `bento.yaml` (spec 2) where they mean the same thing: `s
 requirements, bundled wheels). There is no `creation_time` (see `archive.py`). Every value is
 plain data and written in a fixed order, so the file is reproducible.
 
-Which models: the store entries the service class holds as attributes (`BentoModel("iris")`,
-`nbserve.models.get("iris")`), plus any tag the source passes as a literal to
-`models.get(...)` or `BentoModel(...)` elsewhere (in `__init__`, say), resolved in the store
-at build time, so `iris:latest` becomes the concrete version the archive carries.
+Which models: the store entries the service class, and every service it `depends` on, holds
+as attributes (`BentoModel("iris")`, `nbserve.models.get("iris")`), plus any tag the source
+passes as a literal to `models.get(...)` or `BentoModel(...)` elsewhere (in `__init__`, say),
+resolved in the store at build time, so `iris:latest` becomes the concrete version the archive
+carries.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from nbserve._bento.requirements import Requirements
     from nbserve._sdk.service import Service
 
-__all__ = ["bento_info", "bento_name", "model_tags", "referenced_models"]
+__all__ = ["bento_info", "bento_name", "model_tags", "referenced_models", "service_closure"]
 
 _MODEL_CALLS = frozenset({"get", "BentoModel", "get_model", "load_model"})
 # BentoML's framework modules: `bentoml.sklearn.load_model("iris:latest")` names a model too.
@@ -75,14 +76,28 @@ def model_tags(source: str) -> list[str]:
     return list(dict.fromkeys(tags))
 
 
+def service_closure(service: Service[Any]) -> list[Service[Any]]:
+    """The service and every service it `depends(on=...)`, transitively, each once."""
+    seen: dict[int, Service[Any]] = {}
+    pending = [service]
+    while pending:
+        svc = pending.pop(0)
+        if id(svc) in seen:
+            continue
+        seen[id(svc)] = svc
+        pending += [d.on for d in svc.dependencies.values() if d.on is not None]
+    return list(seen.values())
+
+
 def referenced_models(service: Service[Any], source: str) -> list[Model]:
     """The store entries the archive must carry, each once, in a stable order."""
     from nbserve._bento.model import referenced_models as class_models
     from nbserve._bento.store import resolve
 
     found: dict[tuple[str, str], Model] = {}
-    for model in class_models(service.inner):
-        found.setdefault((model.name, model.version), model)
+    for svc in service_closure(service):  # a dependency served in-process loads its models here
+        for model in class_models(svc.inner):
+            found.setdefault((model.name, model.version), model)
     for tag in model_tags(source):
         model = resolve(tag)  # nbserve's store, else BentoML's (as the service will find it)
         found.setdefault((model.name, model.version), model)

@@ -25,7 +25,6 @@ import json
 import os
 import sys
 import types
-import warnings
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -35,11 +34,20 @@ import yaml
 
 from nbserve._bento import archive, deploy
 from nbserve._bento.archive import Entry
-from nbserve._bento.bentofile import bento_info, bento_name, referenced_models
+from nbserve._bento.bentofile import bento_info, bento_name, referenced_models, service_closure
 from nbserve._bento.capture import CapturedSource, capture
 from nbserve._bento.cells import python_source, read_notebook
+from nbserve._bento.integrity import file_sha256
+from nbserve._bento.model_modules import model_modules
 from nbserve._bento.names import imported_modules
-from nbserve._bento.requirements import REPRODUCIBLE_EPOCH, nbserve_wheel, resolve_requirements
+from nbserve._bento.progress import notice, progress_bar
+from nbserve._bento.requirements import (
+    REPRODUCIBLE_EPOCH,
+    Requirements,
+    image_packages,
+    nbserve_wheel,
+    resolve_requirements,
+)
 from nbserve._sdk.service import Service
 from nbserve.exceptions import NbserveError
 
@@ -71,7 +79,12 @@ else python=python3
 fi
 wheels=$(find "$here/wheels" -name '*.whl' 2>/dev/null | sort)
 # shellcheck disable=SC2086  # the wheel paths contain no spaces: they are ours
-"$python" -m pip install --no-input --disable-pip-version-check -r "$here/requirements.txt" $wheels
+if ! "$python" -m pip install --no-input --disable-pip-version-check -r "$here/requirements.txt" $wheels; then
+    if grep -q '+cpu' "$here/requirements.txt"; then
+        echo "install.sh: this bento pins a CPU-only build (+cpu), which only the PyTorch index carries; run: PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu sh $0" >&2
+    fi
+    exit 1
+fi
 """
 
 
@@ -89,20 +102,37 @@ def _dump(value: Any) -> str:
     )
 
 
-def _model_files(models: Sequence[Model]) -> dict[str, Entry]:
+def _verify_models(models: Sequence[Model], progress: bool | None) -> None:
+    """Check every entry against its model.yaml, hashing its files under a progress bar.
+
+    The hashes go into the process's cache (`integrity.file_sha256`, keyed by file identity,
+    size and times), which `verify()` then reads: an unchanged entry is hashed once per process.
+    """
+    total = sum(model.file_size for model in models)
+    with progress_bar(total, "hashing models", progress) as bar:
+        for model in models:
+            for rel in sorted(model.info.files):
+                path = Path(model.path) / rel
+                file_sha256(path)
+                bar.update(path.stat().st_size)
+            model.verify()
+
+
+def _model_files(models: Sequence[Model], progress: bool | None) -> dict[str, Entry]:
     """The entries under `models/`, each with a `latest` file naming its version."""
+    _verify_models(models, progress)
     files: dict[str, Entry] = {}
     for model in models:
-        model.verify()
         root = Path(model.path)
         prefix = f"models/{model.name}"
         info = model.info.to_dict()
         info["creation_time"] = datetime.fromtimestamp(REPRODUCIBLE_EPOCH, timezone.utc).isoformat()
         files[f"{prefix}/{model.version}/model.yaml"] = _text(_dump(info))
-        for rel in sorted(model.info.files):
+        for rel, sha in sorted(model.info.files.items()):
             source = root / rel
+            # Just verified against this hash: no need to read the file again.
             files[f"{prefix}/{model.version}/{rel}"] = Entry(
-                source, bool(source.stat().st_mode & 0o111)
+                source, bool(source.stat().st_mode & 0o111), known_sha256=sha
             )
         files[f"{prefix}/latest"] = _text(model.version)
     return files
@@ -148,6 +178,54 @@ def _service_variable(
     )
 
 
+def _requirements(
+    service: Service[Any],
+    captured: CapturedSource,
+    models: Sequence[Model],
+    requirements_file: str | os.PathLike[str] | None,
+) -> tuple[Requirements, dict[str, Entry]]:
+    """What to pin: every module the code imports and every module its models need to load.
+
+    Also the files of local modules (imported from a plain path, no distribution), which
+    travel in `src/`, and whose own imports need pinning too.
+    """
+    why: dict[str, list[str]] = {m: ["imported by the service's code"] for m in captured.modules}
+    for model in models:
+        for module in sorted(model_modules(model)):
+            why.setdefault(module, []).append(f"to load model {model.tag}")
+    # What the services it depends on declare comes first, so the service's own wins.
+    packages: list[str] = []
+    for svc in reversed(service_closure(service)):
+        if svc is not service:
+            packages += image_packages(svc.config.image)
+        packages += svc.config.python_packages
+    local: dict[str, Entry] = {}
+    while True:
+        requirements = resolve_requirements(
+            why,
+            packages=packages,
+            requirements_file=requirements_file,
+            image=service.config.image,
+        )
+        local = _local_module_files(requirements.local_modules)
+        more = {
+            m
+            for e in local.values()
+            if isinstance(e.data, bytes)
+            for m in imported_modules(e.data.decode())
+        } - why.keys()
+        if not more:
+            break
+        for module in more:
+            why[module] = ["imported by a local module the service uses"]
+    if requirements.missing:
+        needs = "; ".join(f"{m} ({', '.join(why[m])})" for m in requirements.missing)
+        notice(
+            f"{service.name} needs modules that no distribution installed here provides, so the archive pins nothing for them: {needs}. Install them here and export again, or add their distributions with @service(python_packages=[...]) or --requirements FILE."
+        )
+    return requirements, local
+
+
 def build_bento(
     service: Service[Any],
     captured: CapturedSource,
@@ -155,38 +233,17 @@ def build_bento(
     *,
     variable: str | None = None,
     requirements_file: str | os.PathLike[str] | None = None,
+    progress: bool | None = None,
 ) -> Path:
-    """Write `<out_dir>/<name>-<version>.bento` and return its path."""
+    """Write `<out_dir>/<name>-<version>.bento` and return its path.
+
+    `progress`: show hashing and writing as bars (default: in a kernel or a terminal).
+    """
     name = bento_name(service)
     config = service.config
-    requirements = resolve_requirements(
-        captured.modules,
-        packages=config.python_packages,
-        requirements_file=requirements_file,
-        image=config.image,
-    )
-    local = _local_module_files(requirements.local_modules)
-    if local:  # what the local modules import needs pinning too
-        more = {
-            m
-            for e in local.values()
-            if isinstance(e.data, bytes)
-            for m in imported_modules(e.data.decode())
-        }
-        requirements = resolve_requirements(
-            {*captured.modules, *more},
-            packages=config.python_packages,
-            requirements_file=requirements_file,
-            image=config.image,
-        )
-    if requirements.missing:
-        warnings.warn(
-            f"{service.name} imports {', '.join(requirements.missing)}, which is not installed here, so the archive pins nothing for it; if the service needs it, add it with python_packages=[...] or --requirements",
-            UserWarning,
-            stacklevel=3,
-        )
-    wheel = nbserve_wheel(_wheel_cache())
     models = referenced_models(service, captured.text)
+    requirements, local = _requirements(service, captured, models, requirements_file)
+    wheel = nbserve_wheel(_wheel_cache(), progress=progress)
 
     files: dict[str, Entry] = {"src/service.py": _text(captured.text), **local}
     files["env/python/requirements.txt"] = _text(requirements.text)
@@ -194,7 +251,7 @@ def build_bento(
     files["env/python/install.sh"] = Entry(INSTALL_SH.encode(), executable=True)
     if wheel is not None:
         files[f"env/python/wheels/{wheel.name}"] = Entry(wheel)
-    files.update(_model_files(models))
+    files.update(_model_files(models, progress))
     files["apis/openapi.yaml"] = _text(_dump(service.openapi_spec))
     files["apis/schema.json"] = _text(_json(service.schema()))
     placeholder = archive.PLACEHOLDER  # the version is the hash of all these files
@@ -216,9 +273,9 @@ def build_bento(
         deploy.kubernetes_manifest(name=name, version=placeholder, config=config)
     )
 
-    version = archive.content_version(files)
+    version = archive.content_version(files, progress=progress)
     dest = Path(out_dir) / f"{name}-{version}{archive.SUFFIX}"
-    return archive.write_archive(archive.with_version(files, version), dest)
+    return archive.write_archive(archive.with_version(files, version), dest, progress=progress)
 
 
 def _json(value: Any) -> str:
@@ -232,6 +289,7 @@ def export_service(
     cells: Sequence[str],
     namespace: Mapping[str, Any] | None = None,
     requirements: str | os.PathLike[str] | None = None,
+    progress: bool | None = None,
 ) -> Path:
     """Export a service defined in a kernel: `cells` is the kernel's input history (raw, e.g.
     `shell.history_manager.input_hist_raw`, or `In`), `namespace` its `user_ns`."""
@@ -246,7 +304,12 @@ def export_service(
         raise BuildError(msg) from exc
     variable = _service_variable(service, captured.text, namespace)
     return build_bento(
-        service, captured, out_dir, variable=variable, requirements_file=requirements
+        service,
+        captured,
+        out_dir,
+        variable=variable,
+        requirements_file=requirements,
+        progress=progress,
     )
 
 
@@ -321,6 +384,7 @@ def build_notebook(
     out_dir: str | os.PathLike[str],
     *,
     requirements: str | os.PathLike[str] | None = None,
+    progress: bool | None = None,
 ) -> Path:
     """`nbserve build notebook.ipynb --service NAME`: capture from the saved cells, no kernel.
 
@@ -334,7 +398,14 @@ def build_notebook(
         raise BuildError(msg)
     captured = capture([cells[index]], cells[: index + 1], None, service=service, header=HEADER)
     variable, svc = load_source(captured.text, service)
-    return build_bento(svc, captured, out_dir, variable=variable, requirements_file=requirements)
+    return build_bento(
+        svc,
+        captured,
+        out_dir,
+        variable=variable,
+        requirements_file=requirements,
+        progress=progress,
+    )
 
 
 def build_file(
@@ -343,9 +414,17 @@ def build_file(
     out_dir: str | os.PathLike[str],
     *,
     requirements: str | os.PathLike[str] | None = None,
+    progress: bool | None = None,
 ) -> Path:
     """`nbserve build service.py --service NAME`: the file is the source, as it is."""
     text = Path(path).read_text(encoding="utf-8")
     variable, svc = load_source(text, service, filename=str(path))
     captured = CapturedSource(text=text, modules=imported_modules(text))
-    return build_bento(svc, captured, out_dir, variable=variable, requirements_file=requirements)
+    return build_bento(
+        svc,
+        captured,
+        out_dir,
+        variable=variable,
+        requirements_file=requirements,
+        progress=progress,
+    )

@@ -41,12 +41,14 @@ def export(
     out_dir: str | os.PathLike[str] = "dist",
     *,
     requirements: str | os.PathLike[str] | None = None,
+    progress: bool | None = None,
 ) -> Path:
     """Write `<out_dir>/<name>-<version>.bento` for a service and return its path.
 
     `service_or_name`: the `@nbserve.service` class, or the name of a service served from this
     kernel. `requirements`: a requirements file whose lines override or extend the pins
-    inferred from the imports. Same inputs, same bytes: the version is a content hash.
+    inferred from the imports. `progress`: show hashing and writing as bars (default: in a
+    kernel or a terminal). Same inputs, same bytes: the version is a content hash.
 
     ```python
     path = nbserve.export(Iris, "dist")      # dist/iris-<version>.bento
@@ -59,7 +61,12 @@ def export(
 
         cells = executed_cells(shell)
         return export_service(
-            service, out_dir, cells=cells, namespace=shell.user_ns, requirements=requirements
+            service,
+            out_dir,
+            cells=cells,
+            namespace=shell.user_ns,
+            requirements=requirements,
+            progress=progress,
         )
     module = sys.modules.get(service.inner.__module__)
     file = getattr(module, "__file__", None)
@@ -70,5 +77,10 @@ def export(
     variable = next((k for k, v in vars(module).items() if v is service), service.inner.__name__)
     captured = CapturedSource(text=text, modules=imported_modules(text))
     return build_bento(
-        service, captured, out_dir, variable=variable, requirements_file=requirements
+        service,
+        captured,
+        out_dir,
+        variable=variable,
+        requirements_file=requirements,
+        progress=progress,
     )

@@ -7,9 +7,10 @@ both come here. An archive is extracted once into `$NBSERVE_HOME/bentos/<name>/<
 to, so it may be read-only (a container image, a ConfigMap).
 
 The environment check compares the Python version (major.minor) and every `name==version` pin
-of `env/python/requirements.txt` with what is installed, and warns once with the whole list
-and the fix; it does not refuse, because a patch-level difference usually works and the user
-is the judge. The model store is pointed at the bento's `models/` (`NBSERVE_MODEL_STORE`, which
+of `env/python/requirements.txt` with what is installed, and prints one line on stderr with the
+whole list and the fix; it does not refuse, because a patch-level difference usually works and
+the user is the judge. A local version label names a build of the same release (`torch
+2.13.0+cpu` from the PyTorch index, `2.13.0` from PyPI), so it is not a difference. The model store is pointed at the bento's `models/` (`NBSERVE_MODEL_STORE`, which
 spawned workers inherit), so `nbserve.models.get("iris:latest")` finds the bundled entry.
 """
 
@@ -20,7 +21,6 @@ import os
 import platform
 import re
 import sys
-import warnings
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -34,7 +34,6 @@ from nbserve.exceptions import NbserveError
 
 __all__ = [
     "Bento",
-    "BentoEnvironmentWarning",
     "check_environment",
     "is_bento",
     "load_bento_service",
@@ -42,10 +41,6 @@ __all__ = [
 ]
 
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==([^\s;#]+)\s*$")
-
-
-class BentoEnvironmentWarning(UserWarning):
-    """This environment differs from the one the bento was built in."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +93,11 @@ def _installed(name: str) -> str | None:
         return None
 
 
+def _release(version: str) -> str:
+    """`2.13.0+cpu` → `2.13.0`: the public release, without the build's local label."""
+    return version.split("+", 1)[0].strip()
+
+
 def check_environment(bento: Bento) -> list[str]:
     """The differences between this environment and the bento's, one line each."""
     problems = []
@@ -118,7 +118,7 @@ def check_environment(bento: Bento) -> list[str]:
         have = _installed(name)
         if have is None:
             problems.append(f"{name} is not installed (the bento pins {version})")
-        elif have != version:
+        elif _release(have) != _release(version):
             problems.append(f"{name} {have} here, {version} in the bento")
     return problems
 
@@ -155,15 +155,16 @@ def _import_service(bento: Bento) -> Service[Any]:
 
 
 def load_bento_service(path: str | os.PathLike[str], *, home: Path | None = None) -> Service[Any]:
-    """Open the bento at `path`, warn about environment differences, and return its service."""
+    """Open the bento at `path`, say how this environment differs, and return its service."""
     bento = open_bento(path, home=home)
     problems = check_environment(bento)
     if problems:
         install = bento.path / "env/python/install.sh"
-        warnings.warn(
-            f"bento {bento.tag} was built in another environment: {'; '.join(problems)}. It may still work; to match it, run `sh {install}` in this environment",
-            BentoEnvironmentWarning,
-            stacklevel=2,
+        # One line for the person starting it: a warning would add a file, a line and a category.
+        print(
+            f"nbserve: bento {bento.tag} was built in another environment: {'; '.join(problems)}. It may still work; to match it, run `sh {install}` in this environment.",
+            file=sys.stderr,
+            flush=True,
         )
     models = bento.path / "models"
     if models.is_dir():

@@ -35,6 +35,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from nbserve._bento.progress import progress_bar
 from nbserve._version import __version__
 from nbserve.exceptions import NbserveError
 
@@ -89,6 +90,26 @@ class Requirements:
     @property
     def text(self) -> str:
         return "".join(f"{line}\n" for line in self.lines)
+
+
+# packages_distributions() reads every installed distribution's RECORD (about a second with
+# torch and transformers installed); remembered while no directory on sys.path changes (an
+# install or uninstall adds or removes a *.dist-info directory, which changes its mtime).
+_DISTRIBUTIONS: dict[tuple[tuple[str, int], ...], Mapping[str, Sequence[str]]] = {}
+
+
+def _distributions() -> Mapping[str, Sequence[str]]:
+    key = []
+    for entry in sys.path:
+        try:
+            key.append((entry, os.stat(entry or ".").st_mtime_ns))
+        except OSError:
+            continue
+    stamp = tuple(key)
+    if stamp not in _DISTRIBUTIONS:
+        _DISTRIBUTIONS.clear()
+        _DISTRIBUTIONS[stamp] = metadata.packages_distributions()
+    return _DISTRIBUTIONS[stamp]
 
 
 def _stdlib() -> frozenset[str]:
@@ -158,7 +179,7 @@ def resolve_requirements(
     image: Any = None,
 ) -> Requirements:
     """Pin the distributions behind `modules`, then apply the user's requirements on top."""
-    distributions = metadata.packages_distributions()
+    distributions = _distributions()
     stdlib = _stdlib()
     pins: dict[str, str] = {DISTRIBUTION: f"{DISTRIBUTION}=={__version__}"}
     local: list[Path] = []
@@ -202,7 +223,14 @@ def resolve_requirements(
 
 # ---- nbserve's own wheel ------------------------------------------------------------------------
 def local_source() -> Path | None:
-    """nbserve's source tree when it was not installed from an index, else None."""
+    """nbserve's source tree when it was not installed from an index, else None.
+
+    The tree the running code comes from wins: the archive must carry the nbserve that built
+    it, also when a checkout on `PYTHONPATH` shadows another install (a development setup).
+    """
+    root = Path(__file__).resolve().parents[2]
+    if (root / "pyproject.toml").is_file() and (root / "nbserve" / "__init__.py").is_file():
+        return root  # a source tree: an editable install, PYTHONPATH, or a checkout
     try:
         dist = metadata.distribution(DISTRIBUTION)
     except metadata.PackageNotFoundError:
@@ -216,10 +244,7 @@ def local_source() -> Path | None:
             path = Path(url.removeprefix("file://"))
             if (path / "pyproject.toml").is_file():
                 return path
-    # A local wheel, a VCS URL or PYTHONPATH: build from the tree this nbserve runs from.
-    root = Path(__file__).resolve().parents[2]
-    if (root / "pyproject.toml").is_file() and (root / "nbserve" / "__init__.py").is_file():
-        return root
+    # A local wheel or a VCS URL: its source is not at hand.
     msg = f"nbserve {__version__} was not installed from a package index and its source tree is not at {root}; install it with pip from an index or from its source directory, then export again"
     raise RequirementsError(msg)
 
@@ -236,8 +261,11 @@ def _source_hash(root: Path) -> str:
     return digest.hexdigest()[:24]
 
 
-def nbserve_wheel(cache: Path) -> Path | None:
-    """nbserve's wheel to bundle, built reproducibly and cached; None if an index has it."""
+def nbserve_wheel(cache: Path, *, progress: bool | None = False) -> Path | None:
+    """nbserve's wheel to bundle, built reproducibly and cached; None if an index has it.
+
+    `progress`: show the build (several seconds, once per source change) as a ticking bar.
+    """
     root = local_source()
     if root is None:
         return None
@@ -260,10 +288,24 @@ def nbserve_wheel(cache: Path) -> Path | None:
             tmp,
             str(root),
         ]
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+        with (
+            progress_bar(
+                None, "building nbserve's wheel (once per source change)", progress
+            ) as bar,
+            tempfile.TemporaryFile("w+") as log,
+        ):
+            build = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+            while True:
+                try:
+                    returncode = build.wait(timeout=0.25)
+                    break
+                except subprocess.TimeoutExpired:
+                    bar.refresh()  # the elapsed time ticks: the export is not stuck
+            log.seek(0)
+            output = log.read()
         wheels = sorted(Path(tmp).glob("*.whl"))
-        if done.returncode != 0 or not wheels:
-            msg = f"could not build nbserve's wheel from {root} (`{' '.join(cmd)}` exited {done.returncode}): {done.stderr.strip()[-2000:]}"
+        if returncode != 0 or not wheels:
+            msg = f"could not build nbserve's wheel from {root} (`{' '.join(cmd)}` exited {returncode}): {output.strip()[-2000:]}"
             raise RequirementsError(msg)
         staged = Path(tmp) / "done"
         staged.mkdir()

@@ -162,7 +162,9 @@ def _stream(archive: Path, progress: Progress | None = None) -> Iterator[tarfile
             import zstandard  # only for zstd archives
 
             with (
-                zstandard.ZstdDecompressor().stream_reader(source) as reader,
+                zstandard.ZstdDecompressor().stream_reader(
+                    source, read_across_frames=True
+                ) as reader,
                 tarfile.open(fileobj=reader, mode="r|") as tar,
             ):
                 yield tar

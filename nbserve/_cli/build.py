@@ -68,5 +68,8 @@ def run(args: argparse.Namespace) -> int:
     except NbserveError as exc:  # a message for the user, not a traceback
         msg = f"nbserve build: {exc}"
         raise SystemExit(msg) from None
+    except OSError as exc:  # an unreadable input or an unwritable output directory
+        msg = f"nbserve build: {exc.strerror or exc}: {exc.filename or ''}; check the path and its permissions"
+        raise SystemExit(msg) from None
     print(archive)
     return 0

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -53,16 +52,22 @@ def _read(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
         }
         text = (path / "bento.yaml").read_text(encoding="utf-8")
     else:
-        with tarfile.open(path, "r:*") as tar:
-            members = [m for m in tar if m.isreg()]
-            sizes = {m.name: m.size for m in members}
-            found = next((m for m in members if m.name == "bento.yaml"), None)
-            if found is None or found.size > _MAX_BENTO_YAML:
-                msg = f"nbserve inspect: {path} has no bento.yaml; is it a bento?"
-                raise SystemExit(msg)
-            stream = tar.extractfile(found)
-            assert stream is not None
-            text = stream.read().decode("utf-8")
+        from nbserve._bento.archive import open_tar
+
+        sizes, found = {}, None
+        with open_tar(path) as tar:  # reads the archive once, writes nothing
+            for member in tar:
+                if not member.isreg():
+                    continue
+                sizes[member.name] = member.size
+                if member.name == "bento.yaml" and member.size <= _MAX_BENTO_YAML:
+                    stream = tar.extractfile(member)
+                    assert stream is not None
+                    found = stream.read().decode("utf-8")
+        if found is None:
+            msg = f"nbserve inspect: {path} has no bento.yaml; is it a bento?"
+            raise SystemExit(msg)
+        text = found
     info = yaml.safe_load(text)
     if not isinstance(info, dict):
         msg = f"nbserve inspect: {path}'s bento.yaml is not a mapping"

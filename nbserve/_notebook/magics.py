@@ -164,6 +164,9 @@ def _export(args: argparse.Namespace) -> None:
         path = export(REGISTRY.get(args.name).service, args.output, requirements=args.requirements)
     except NbserveError as exc:
         raise UsageError(str(exc)) from None
+    except OSError as exc:  # an unwritable -o directory, a missing --requirements file
+        msg = f"cannot export {args.name!r}: {exc.strerror or exc}: {exc.filename or ''}; check the path and its permissions"
+        raise UsageError(msg) from None
     print(f"exported {args.name!r} to {path}")
 
 

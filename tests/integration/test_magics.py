@@ -488,3 +488,11 @@ def test_cells_run_without_history_are_still_recorded_for_export(ip: Any) -> Non
     assert ip.run_cell(helper, store_history=False).success
     assert helper in executed_cells(ip)
     assert helper not in list(ip.history_manager.input_hist_raw)
+
+
+def test_an_export_that_cannot_read_or_write_says_which_path(ip: Any, tmp_path: Path) -> None:
+    serve(ip, echo())
+    missing = tmp_path / "no-such-requirements.txt"
+    with pytest.raises(UsageError, match=rf"cannot export 'Echo': .*{missing.name}"):
+        ip.run_line_magic("serve", f"export Echo -o {tmp_path} --requirements {missing}")
+    assert list(tmp_path.glob("*.bento")) == []

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import zstandard
 
 from nbserve._bento import archive, builder
 from nbserve._bento.archive import ArchiveError, Entry
@@ -34,7 +35,7 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # A fixed stand-in for nbserve's own wheel: building the real one takes seconds.
     wheel = tmp_path / "jupyter_nbserve-0.1.0-py3-none-any.whl"
     wheel.write_bytes(b"not really a wheel")
-    monkeypatch.setattr(builder, "nbserve_wheel", lambda cache: wheel)
+    monkeypatch.setattr(builder, "nbserve_wheel", lambda cache, **_: wheel)
 
 
 def build(source: str, out: Path) -> Path:
@@ -73,7 +74,7 @@ def test_a_one_line_change_gives_another_version(tmp_path: Path) -> None:
 
 def test_headers_are_normalised(tmp_path: Path) -> None:
     path = build(SOURCE, tmp_path)
-    with tarfile.open(path) as tar:
+    with archive.open_tar(path) as tar:
         members = tar.getmembers()
     names = [m.name for m in members]
     assert names == sorted(names)
@@ -125,14 +126,15 @@ def _member(
     return info, data
 
 
-def craft(path: Path, *members: tuple[tarfile.TarInfo, bytes]) -> Path:
+def craft(path: Path, *members: tuple[tarfile.TarInfo, bytes], codec: str = "xz") -> Path:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as tar:
         info, data = _member("bento.yaml", b"name: evil\nversion: aaaaaaaaaaaaaaaa\n")
         tar.addfile(info, io.BytesIO(data))
         for info, data in members:
             tar.addfile(info, io.BytesIO(data) if info.isreg() else None)
-    path.write_bytes(lzma.compress(buffer.getvalue()))
+    compress = lzma.compress if codec == "xz" else zstandard.ZstdCompressor().compress
+    path.write_bytes(compress(buffer.getvalue()))
     return path
 
 
@@ -155,12 +157,15 @@ HOSTILE = {
 }
 
 
+@pytest.mark.parametrize("codec", ["zstd", "xz"])
 @pytest.mark.parametrize("case", sorted(HOSTILE))
-def test_hostile_archives_are_refused_without_writing_outside(tmp_path: Path, case: str) -> None:
+def test_hostile_archives_are_refused_without_writing_outside(
+    tmp_path: Path, case: str, codec: str
+) -> None:
     members, reason = HOSTILE[case]
     work = tmp_path / "work"
     work.mkdir()
-    bad = craft(work / "evil.bento", *members)
+    bad = craft(work / "evil.bento", *members, codec=codec)
     home = work / "deep" / "cache"
     with pytest.raises(ArchiveError, match=reason):
         archive.extract(bad, home=home, max_member_size=1024)
@@ -177,7 +182,7 @@ def test_a_total_size_over_the_limit_is_refused(tmp_path: Path) -> None:
 
 def test_content_that_does_not_match_its_version_is_refused(tmp_path: Path) -> None:
     path = build(SOURCE, tmp_path)
-    with tarfile.open(path) as tar:
+    with archive.open_tar(path) as tar:
         files = {m.name: Entry(tar.extractfile(m).read(), bool(m.mode & 0o111)) for m in tar}  # type: ignore[union-attr]
     files["src/service.py"] = Entry(
         files["src/service.py"].data + b"\nimport os; os.system('id')\n"
@@ -215,3 +220,71 @@ def test_an_archive_repacked_with_tar_still_opens(tmp_path: Path) -> None:
     again = archive.extract(repacked, home=tmp_path / "second")
     assert again.name == original.name
     assert (again / "src/service.py").read_bytes() == (original / "src/service.py").read_bytes()
+
+
+# ---- the codec ---------------------------------------------------------------------------------
+def test_weights_that_do_not_compress_are_stored_and_text_is_compressed(tmp_path: Path) -> None:
+    weights = tmp_path / "weights.bin"
+    weights.write_bytes(os.urandom(8 << 20))  # like float weights: zstd cannot shrink them
+    text = tmp_path / "vocab.txt"
+    text.write_bytes(b"token\n" * (2 << 20))
+    assert archive.level_for(Entry(weights)) == archive.STORED_LEVEL
+    assert archive.level_for(Entry(text)) == archive.LEVEL
+    assert archive.level_for(Entry(b"small")) == archive.LEVEL
+    files = {"models/m/v/weights.bin": Entry(weights), "models/m/v/vocab.txt": Entry(text)}
+    path = archive.write_archive(files, tmp_path / "m.bento")
+    # Stored costs next to nothing; the text shrinks: the archive is about the weights' size.
+    assert weights.stat().st_size < path.stat().st_size < weights.stat().st_size * 1.01
+    again = archive.write_archive(files, tmp_path / "again.bento")
+    assert sha(path) == sha(again)
+
+
+def test_the_archive_is_standard_zstd_a_frame_per_member(tmp_path: Path) -> None:
+    """Any zstd reader that reads concatenated frames (the zstd CLI, Python 3.14's tarfile)
+    reads the tar; nbserve's own reader also opens xz archives written by older versions."""
+    path = build(SOURCE, tmp_path)
+    with path.open("rb") as f:
+        reader = zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True)
+        plain = reader.read()
+    with tarfile.open(fileobj=io.BytesIO(plain), mode="r:") as tar:
+        names = tar.getnames()
+    assert "bento.yaml" in names
+    frames = path.read_bytes().count(b"\x28\xb5\x2f\xfd")
+    assert frames >= len(names) + 1  # one per member, one for the end blocks
+
+
+def test_a_zstd_bomb_is_refused_without_writing(tmp_path: Path) -> None:
+    bomb = tmp_path / "bomb.bento"
+    bomb.write_bytes(zstandard.ZstdCompressor().compress(b"\0" * (8 << 20)))
+    assert bomb.stat().st_size < 4096
+    with pytest.raises(ArchiveError, match="refusing to extract"):
+        archive.extract(bomb, home=tmp_path / "cache", max_total_size=1000)
+    assert not (tmp_path / "cache" / ".tmp").exists() or not any(
+        (tmp_path / "cache" / ".tmp").iterdir()
+    )
+
+
+def test_corrupt_zstd_is_refused(tmp_path: Path) -> None:
+    path = build(SOURCE, tmp_path)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ArchiveError, match="refusing to extract"):
+        archive.extract(path, home=tmp_path / "cache")
+
+
+def test_progress_shows_hashing_and_writing_only_when_asked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    weights = tmp_path / "weights.bin"
+    weights.write_bytes(os.urandom(1 << 20))
+    files = {"w.bin": Entry(weights)}
+    capsys.readouterr()
+    archive.content_version(files)
+    archive.write_archive(files, tmp_path / "quiet.bento")
+    assert capsys.readouterr().err == ""  # not a terminal, not a kernel: silent
+    archive.content_version(files, progress=True)
+    archive.write_archive(files, tmp_path / "loud.bento", progress=True)
+    err = capsys.readouterr().err
+    assert "hashing" in err
+    assert "writing loud.bento" in err

@@ -24,7 +24,7 @@ CELLS = [
 def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("NBSERVE_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("NBSERVE_MODEL_STORE", "")  # so the loader's setting is undone after
-    monkeypatch.setattr(builder, "nbserve_wheel", lambda cache: None)
+    monkeypatch.setattr(builder, "nbserve_wheel", lambda cache, **_: None)
     previous = sys.modules.get("service")
     yield
     sys.modules.pop("service", None)
@@ -65,7 +65,9 @@ def test_an_extracted_directory_is_served_in_place(bento: Path, tmp_path: Path) 
     assert loader.check_environment(again) == []
 
 
-def test_environment_differences_are_listed_and_warned(bento: Path, tmp_path: Path) -> None:
+def test_environment_differences_are_listed_on_one_line(
+    bento: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     opened = loader.open_bento(bento, home=tmp_path / "cache")
     requirements = opened.path / "env/python/requirements.txt"
     requirements.write_text(
@@ -77,8 +79,27 @@ def test_environment_differences_are_listed_and_warned(bento: Path, tmp_path: Pa
     assert problems[0].endswith("2.7.18 in the bento")
     assert f"numpy {np.__version__} here, 0.0.1 in the bento" in problems
     assert "surely-not-installed-dist is not installed (the bento pins 1.0)" in problems
-    with pytest.warns(loader.BentoEnvironmentWarning, match="install.sh"):
-        loader.load_bento_service(opened.path)
+    capsys.readouterr()
+    loader.load_bento_service(opened.path)
+    err = capsys.readouterr().err
+    # One readable line, not a Python warning with its file, line number and source line.
+    assert err.count("\n") == 1
+    assert err.startswith(f"nbserve: bento {opened.tag} was built in another environment: ")
+    assert "surely-not-installed-dist is not installed" in err
+    assert "install.sh" in err
+    assert "Warning" not in err
+
+
+def test_a_local_version_label_is_the_same_release(bento: Path, tmp_path: Path) -> None:
+    """`torch 2.13.0+cpu` (the PyTorch index's CPU build) is release 2.13.0, as PyPI's is."""
+    opened = loader.open_bento(bento, home=tmp_path / "cache")
+    requirements = opened.path / "env/python/requirements.txt"
+    requirements.write_text(
+        requirements.read_text()
+        + f"numpy=={np.__version__}+cpu\n"
+        + f"numpy=={np.__version__.split('+')[0]}\n"
+    )
+    assert loader.check_environment(opened) == []
 
 
 def test_a_path_that_is_not_a_bento_is_an_error(tmp_path: Path) -> None:
