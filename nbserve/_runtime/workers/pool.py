@@ -22,7 +22,7 @@ import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Literal
 
-from nbserve._runtime.executor import root_args
+from nbserve._runtime.invoke import Signature
 from nbserve._runtime.placement import (
     Device,
     WorkerPlacement,
@@ -33,7 +33,7 @@ from nbserve._runtime.placement import (
 from nbserve._runtime.workers.process import WorkerProcess, exit_reason
 from nbserve._runtime.workers.routing import Router, Slot
 from nbserve._runtime.workers.shipping import pack_service
-from nbserve._runtime.workers.transport import ApiInfo, InitMsg
+from nbserve._runtime.workers.transport import InitMsg, StopMsg, ToServer
 from nbserve.exceptions import WorkerError
 
 if TYPE_CHECKING:
@@ -92,7 +92,7 @@ class ProcessExecutor:
         self._init: InitMsg | None = None
         self._first_ready: asyncio.Future[None] | None = None
         self._closing = False
-        self._hooks: dict[str, ApiInfo] = {}
+        self._hooks: dict[str, Signature] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -172,18 +172,17 @@ class ProcessExecutor:
         return plan_placement(gpu, self.workers, devices, self.strict_gpu, warn=self.logger.warning)
 
     def _init_message(self) -> InitMsg:
-        apis = {
-            api.name: ApiInfo(
-                attr=getattr(api, "attr", api.func.__name__),  # set by __set_name__ in a class body
-                is_async=api.is_async,
-                is_stream=api.is_stream,
-                ctx_param=api.ctx_param,
-            )
-            for api in self.service.apis.values()
-        }
-        # Probes and __metrics__ run on the worker's loop thread, never queued behind API calls.
+        apis = {api.name: Signature.of(api) for api in self.service.apis.values()}
+        # Probes and __metrics__ run on the worker's loop thread, never queued behind API calls;
+        # `__metrics__(text)` takes the text positionally, as a root input does.
         self._hooks = {
-            name: ApiInfo(attr=name, is_async=True, is_stream=False, ctx_param=None)
+            name: Signature(
+                attr=name,
+                is_async=True,
+                is_stream=False,
+                ctx_param=None,
+                root="text" if name == "__metrics__" else None,
+            )
             for name in _HOOKS
             if callable(getattr(self.service.inner, name, None))
         }
@@ -244,7 +243,7 @@ class ProcessExecutor:
                 continue
             # A ready worker drains and runs on_shutdown; one still in __init__ has nothing to shut.
             if slot.state != "ready" or not process.send(
-                {"kind": "stop", "timeout": self.stop_timeout}
+                StopMsg(kind="stop", timeout=self.stop_timeout)
             ):
                 process.kill()
             slot.state = "stopping"
@@ -257,13 +256,10 @@ class ProcessExecutor:
         slot.state = "stopped"
 
     # --- what the workers say -------------------------------------------------------------------
-    def _on_message(self, slot: Slot, process: WorkerProcess, msg: Any) -> None:
+    def _on_message(self, slot: Slot, process: WorkerProcess, msg: ToServer) -> None:
         if slot.process is not process:
             return  # a late message from a process already replaced
-        kind = msg["kind"]
-        if kind in ("result", "error", "item", "end"):
-            self.router.deliver(slot, msg)
-        elif kind == "ready":
+        if msg["kind"] == "ready":
             slot.state = "stopping" if self._closing else "ready"
             slot.ready_at = asyncio.get_running_loop().time()
             slot.init_failures = 0
@@ -272,11 +268,13 @@ class ProcessExecutor:
                 "worker %d ready (pid %d) on %s", slot.index, msg["pid"], slot.placement.describe()
             )
             self._settle()
-        elif kind == "init_failed":
+        elif msg["kind"] == "init_failed":
             process.init_error = (
                 f"{self.service.name}.__init__ failed in worker {slot.index}: {msg['error']}"
             )
             self.logger.error("%s\n%s", process.init_error, msg["traceback"].rstrip())
+        elif msg["kind"] != "stopped":  # result, error, item or end: the answer to a call
+            self.router.deliver(slot, msg)
 
     def _on_eof(self, slot: Slot, process: WorkerProcess) -> None:
         if slot.process is process and not process.reaping:
@@ -357,15 +355,16 @@ class ProcessExecutor:
 
     # --- the Executor interface -----------------------------------------------------------------
     async def call(self, api: APIMethod[..., Any], kwargs: dict[str, Any], ctx: Context) -> Any:
+        # Arguments are bound in the worker (invoke.Signature.bind), as the inline executor does.
         return await self.router.call(
-            api.name, not api.is_async, _positional(api, kwargs), ctx if api.ctx_param else None
+            api.name, not api.is_async, kwargs, ctx if api.ctx_param else None
         )
 
     def stream(
         self, api: APIMethod[..., Any], kwargs: dict[str, Any], ctx: Context
     ) -> AsyncIterator[Any]:
         return self.router.stream(
-            api.name, not api.is_async, _positional(api, kwargs), ctx if api.ctx_param else None
+            api.name, not api.is_async, kwargs, ctx if api.ctx_param else None
         )
 
     async def check(self, probe: Probe) -> bool:
@@ -379,18 +378,11 @@ class ProcessExecutor:
         text += self.metrics_lines()
         if "__metrics__" not in self._hooks or not self.ready:
             return text
-        return str(await self.router.call("__metrics__", False, {"__args__": (text,)}, None))
+        return str(await self.router.call("__metrics__", False, {"text": text}, None))
 
     def __repr__(self) -> str:
         states = ", ".join(f"{s.index}:{s.state}" for s in self.slots)
         return f"<ProcessExecutor {self.service.name} [{states}]>"
-
-
-def _positional(api: APIMethod[..., Any], kwargs: dict[str, Any]) -> dict[str, Any]:
-    """A root input is positional-only: it travels as `__args__` (see `entry.Worker.bind`)."""
-    if args := root_args(api, kwargs):
-        kwargs["__args__"] = args
-    return kwargs
 
 
 def _label(value: str) -> str:
