@@ -195,6 +195,8 @@ class _SyncStream:
     def __init__(self, executor: InlineExecutor, steps: SyncSteps) -> None:
         self._executor = executor
         self._steps = steps
+        self._step_running: asyncio.Future[Outcome] | None = None
+        """The end of a step abandoned while it ran in a thread (see `aclose`)."""
 
     def __aiter__(self) -> _SyncStream:
         return self
@@ -202,7 +204,11 @@ class _SyncStream:
     async def __anext__(self) -> Any:
         if self._steps.done:
             raise StopAsyncIteration
-        item = await self._executor._in_pool(self._steps.step)
+        try:
+            item = await self._executor._in_pool(self._steps.step)
+        except WorkContinues as running:
+            self._step_running = running.future
+            raise
         if item is END:
             raise StopAsyncIteration
         return item
@@ -210,7 +216,25 @@ class _SyncStream:
     async def aclose(self) -> None:
         if self._steps.done:
             return
+        running = self._step_running
+        if running is not None and not running.done():
+            # The generator is executing in a thread (closing it now would raise "generator
+            # already executing"): close it after that step, without waiting for it here.
+            running.add_done_callback(lambda _: self._close_later())
+            return
         await self._executor._in_pool(self._steps.close)
+
+    def _close_later(self) -> None:
+        pool = self._executor._pool
+        if pool is not None and not self._steps.done:
+            job = pool.submit(self._steps.close)
+            job.future.add_done_callback(_retrieve)
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Mark a future's outcome seen: nobody awaits it, and asyncio would log it otherwise."""
+    if not future.cancelled():
+        future.exception()
 
 
 # --- the thread pool --------------------------------------------------------------------------

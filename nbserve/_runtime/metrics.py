@@ -2,8 +2,9 @@
 
 Dashboards and alerts written for BentoML 1.4 keep working: the names, label sets and duration
 buckets are those of BentoML's `RunnerTrafficMetricsMiddleware` (namespace `bentoml_service`)
-and of its adaptive-batching histogram (`_bentoml_impl/server/app.py`). nbserve adds one metric
-of its own, `nbserve_batch_queue_wait_seconds`.
+and of its adaptive-batching histogram (`_bentoml_impl/server/app.py`). nbserve adds metrics of
+its own: `nbserve_batch_queue_wait_seconds`, and `nbserve_abandoned_work_total` (what became of
+the work of clients that disconnected before their answer).
 
 Design notes:
 - Each `ServiceMetrics` owns a `CollectorRegistry`, so several services served from one notebook
@@ -145,6 +146,14 @@ class ServiceMetrics:
             registry=self.registry,
             buckets=QUEUE_WAIT_BUCKETS,
         )
+        self._abandoned = Counter(
+            "nbserve_abandoned_work",
+            "Work of API requests whose client disconnected before the answer, by outcome: "
+            "withdrawn (queued, never ran), cancelled (stopped while it ran: async work, a "
+            "batched request, a stream), finished (sync work ran to its end; result dropped)",
+            ("service_name", "endpoint", "outcome"),
+            registry=self.registry,
+        )
         # Bound label children, keyed by what varies per call (see the module docstring).
         self._started: dict[str, Gauge] = {}
         self._finished: dict[tuple[str, int], tuple[Counter, Histogram, Gauge]] = {}
@@ -193,6 +202,11 @@ class ServiceMetrics:
         )
         self._finished[(endpoint, status)] = children
         return children
+
+    def work_abandoned(self, endpoint: str, outcome: str) -> None:
+        """The client of a request to `endpoint` left; its work ended as `outcome`
+        (`executor.Outcome`: "withdrawn", "cancelled" or "finished")."""
+        self._abandoned.labels(self.service_name, endpoint, outcome).inc()
 
     # --- batching ---------------------------------------------------------------------------
     def observe_batch(

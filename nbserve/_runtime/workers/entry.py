@@ -60,7 +60,7 @@ from nbserve._runtime.workers.transport import (
 )
 from nbserve._sdk.context import Context, ResponseContext, current_context
 
-__all__ = ["main"]
+__all__ = ["StreamWindow", "Worker", "main"]
 
 _PR_SET_PDEATHSIG = 1
 
@@ -186,7 +186,7 @@ class Worker:
     def call(self, msg: CallMsg) -> None:
         sig, fn = self.calls[msg["api"]]
         call_id = msg["id"]
-        running = _Running(_Window(WINDOW) if sig.is_stream else None)
+        running = _Running(StreamWindow(WINDOW) if sig.is_stream else None)
         if self.inline and not sig.is_async:
             self.call_sync(msg, sig, fn, running)
             return
@@ -361,7 +361,7 @@ class _Running:
 
     __slots__ = ("cancelled", "handle", "window")
 
-    def __init__(self, window: _Window | None) -> None:
+    def __init__(self, window: StreamWindow | None) -> None:
         self.handle: concurrent.futures.Future[None] | asyncio.Task[None] | None = None
         """The pool future or loop task running it; None while it is being scheduled."""
         self.cancelled = False
@@ -370,7 +370,7 @@ class _Running:
         """For streams: the items it may still send before the server grants more."""
 
 
-class _Window:
+class StreamWindow:
     """Flow control of one stream: how many items the worker may send before the server takes
     them (`transport.WINDOW`). A sync generator waits for credit in its thread, an async one on
     the worker's loop; credit arrives on the reading thread."""
