@@ -8,7 +8,7 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -24,6 +24,7 @@ pytestmark = pytest.mark.slow
 started = threading.Event()
 release = threading.Event()
 cancelled = threading.Event()
+closed = threading.Event()
 
 
 @nbserve.service(threads=1)
@@ -45,6 +46,19 @@ class Busy:
             cancelled.set()
             raise
         return "never"
+
+
+@nbserve.service(threads=2)
+class Streamer:
+    @nbserve.api
+    def items(self) -> Iterator[str]:
+        try:
+            yield "first"
+            started.set()
+            release.wait(60)
+            yield "second"
+        finally:
+            closed.set()
 
 
 def wait_until(condition: Callable[[], object], what: str, timeout: float = 20.0) -> None:
@@ -137,3 +151,23 @@ def test_worker_queued_work_of_clients_that_left_is_withdrawn_and_counted(
         wait_until(lambda: abandoned(url, "/block", "finished") == 2, "two results dropped")
         r = httpx.post(url + "/block", json={}, timeout=30)
         assert (r.status_code, r.text) == (200, "done")
+
+
+def test_a_client_that_leaves_mid_stream_closes_the_generator_after_its_running_step() -> None:
+    """The step running in a thread cannot be interrupted; the generator is closed after it
+    (never while it executes, which would fail), and nothing is logged as an error."""
+    for event in (started, release, closed):
+        event.clear()
+    with running_service(Streamer) as handle:
+        (client,) = send_and_hold(handle.port, "/items", 1)
+        received = b""
+        while b"first" not in received:
+            received += client.recv(4096)
+        wait_until(started.is_set, "the second step to run")
+        client.close()
+        wait_until(lambda: in_progress(handle.url, "/items") == 0, "the request to end")
+        assert not closed.is_set()  # its step still runs
+        release.set()
+        wait_until(closed.is_set, "the generator to be closed")
+        wait_until(lambda: abandoned(handle.url, "/items", "finished") == 1, "the count")
+        assert not [line for line in handle.logs(100) if "ERROR" in line or "failed" in line]
