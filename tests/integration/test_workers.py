@@ -367,8 +367,9 @@ def handle_executor(handle: Any) -> ProcessExecutor:
 
 
 # --- stream flow control ---------------------------------------------------------------------------
+@pytest.mark.parametrize("route", ["/chunks", "/achunks"])
 def test_a_slow_reader_of_a_large_worker_stream_slows_its_producer_and_keeps_memory_flat(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    route: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """400 items of 1 MiB, read at a trickle: the worker stays a few items ahead of the reader,
     the server's memory stays within a small bound, and leaving stops the generator."""
@@ -376,13 +377,13 @@ def test_a_slow_reader_of_a_large_worker_stream_slows_its_producer_and_keeps_mem
     server = psutil.Process()
     produced = tmp_path / "produced"
     with running_service(BigStream) as handle:
-        assert httpx.post(handle.url + "/chunks", json={"n": 2}).content == 2 * 2**20 * b"x"
+        assert httpx.post(handle.url + route, json={"n": 2}).content == 2 * 2**20 * b"x"
         baseline = server.memory_info().rss
         reader = socket.create_connection(("127.0.0.1", handle.port))
         reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
         body = b'{"n": 400}'
         reader.sendall(
-            b"POST /chunks HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" % route.encode()
             + b"Content-Length: %d\r\n\r\n" % len(body)
             + body
         )
@@ -407,4 +408,4 @@ def test_a_slow_reader_of_a_large_worker_stream_slows_its_producer_and_keeps_mem
         executor = handle_executor(handle)
         wait_until(lambda: not executor.slots[0].calls, what="the stream's call to end")
         assert server.memory_info().rss - baseline < 100 * 2**20
-        assert httpx.post(handle.url + "/chunks", json={"n": 1}).status_code == 200
+        assert httpx.post(handle.url + route, json={"n": 1}).status_code == 200

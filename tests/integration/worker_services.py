@@ -190,6 +190,17 @@ class BigStream:
         finally:
             _note("stream-closed")
 
+    @nbserve.api
+    async def achunks(self, n: int) -> AsyncIterator[bytes]:
+        folder = Path(os.environ["NBSERVE_TEST_EVENTS"])
+        try:
+            for i in range(n):
+                (folder / "produced.tmp").write_text(str(i + 1))
+                os.replace(folder / "produced.tmp", folder / "produced")
+                yield MEGABYTE
+        finally:
+            _note("stream-closed")
+
 
 @nbserve.service(workers=1)
 class Blocking:

@@ -388,3 +388,10 @@ class ProcessExecutor:
 def _label(value: str) -> str:
     """A Prometheus label value: backslash, quote and newline escaped."""
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+if TYPE_CHECKING:
+    from nbserve._runtime.executor import Executor
+
+    def _is_an_executor(executor: ProcessExecutor) -> Executor:
+        return executor  # mypy checks ProcessExecutor against the protocol here
