@@ -48,6 +48,7 @@ _DEFAULT_MAX_BATCH_SIZE = 100
 _NAMESPACE = "bentoml_service"
 # BentoML pre-initialises these codes so `rate()` has a zero sample before the first request.
 _PREINIT_CODES = (200, 500)
+_ABANDONED_OUTCOMES = ("withdrawn", "cancelled", "finished")  # executor.Outcome
 
 
 def exponential_buckets(start: float, factor: float, end: float) -> tuple[float, ...]:
@@ -163,6 +164,8 @@ class ServiceMetrics:
                 self._request_total.labels(
                     endpoint, service_name, service_version, str(code), self.runner_name
                 )
+            for outcome in _ABANDONED_OUTCOMES:  # a zero sample for `rate()` from the start
+                self._abandoned.labels(service_name, endpoint, outcome)
 
     # --- request path (event loop, every request) ------------------------------------------
     def request_started(self, endpoint: str) -> None:
