@@ -27,6 +27,7 @@ from worker_services import (
     Doubler,
     OnGPU,
     OnHalfGPU,
+    Probed,
     Sleepy,
 )
 
@@ -409,3 +410,12 @@ def test_a_slow_reader_of_a_large_worker_stream_slows_its_producer_and_keeps_mem
         wait_until(lambda: not executor.slots[0].calls, what="the stream's call to end")
         assert server.memory_info().rss - baseline < 100 * 2**20
         assert httpx.post(handle.url + route, json={"n": 1}).status_code == 200
+
+
+def test_probes_and_the_metrics_hook_are_answered_by_the_worker() -> None:
+    with running_service(Probed) as handle:
+        assert httpx.get(handle.url + "/readyz").status_code == 200
+        text = httpx.get(handle.url + "/metrics").text
+        (line,) = [line for line in text.splitlines() if line.startswith("# from worker")]
+        assert line != f"# from worker {os.getpid()}"
+        assert "nbserve_worker_info" in text  # the text the hook was given

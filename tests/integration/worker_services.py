@@ -211,3 +211,18 @@ class Blocking:
         _note("block-started")
         _released("release")
         return "done"
+
+
+@nbserve.service(workers=1)
+class Probed:
+    """Readiness and metrics hooks, answered by the worker (sync and async alike)."""
+
+    def __is_ready__(self) -> bool:
+        return True
+
+    async def __metrics__(self, text: str) -> str:
+        return text + f"# from worker {os.getpid()}\n"
+
+    @nbserve.api
+    def hello(self) -> str:
+        return "hello"
