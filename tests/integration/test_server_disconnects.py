@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from worker_services import Blocking
+from worker_services import Blocking, Waiting
 
 import nbserve
 from nbserve.testing import running_service
@@ -171,3 +171,15 @@ def test_a_client_that_leaves_mid_stream_closes_the_generator_after_its_running_
         wait_until(closed.is_set, "the generator to be closed")
         wait_until(lambda: abandoned(handle.url, "/items", "finished") == 1, "the count")
         assert not [line for line in handle.logs(100) if "ERROR" in line or "failed" in line]
+
+
+def test_worker_async_work_of_a_client_that_left_is_cancelled_in_the_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NBSERVE_TEST_EVENTS", str(tmp_path))
+    with running_service(Waiting) as handle:
+        (client,) = send_and_hold(handle.port, "/wait", 1)
+        wait_until(lambda: list(tmp_path.glob("wait-started-*")), "the call to run")
+        client.close()
+        wait_until(lambda: list(tmp_path.glob("wait-cancelled-*")), "the worker to cancel it")
+        wait_until(lambda: abandoned(handle.url, "/wait", "cancelled") == 1, "the count")

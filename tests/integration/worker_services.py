@@ -226,3 +226,18 @@ class Probed:
     @nbserve.api
     def hello(self) -> str:
         return "hello"
+
+
+@nbserve.service(workers=1)
+class Waiting:
+    """An async API that waits until cancelled, noting when it starts and when it is cancelled."""
+
+    @nbserve.api
+    async def wait(self) -> str:
+        _note("wait-started")
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            _note("wait-cancelled")
+            raise
+        return "never"
