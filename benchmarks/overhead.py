@@ -11,10 +11,13 @@ the sync API) hops to the service's thread pool. Rows:
 
 - `tornado`: the plain handler, work inline on the loop;
 - `nbserve async`: `async def ping` (runs on the loop, like the plain handler);
-- `nbserve sync`: `def ping` (runs in the thread pool, as a sync API must).
+- `nbserve sync`: `def ping` (runs in the thread pool, as a sync API must);
+- `worker async`, `worker sync`: the same APIs served by one worker process (`workers=1`),
+  so each request also crosses the server ↔ worker pipe twice.
 
 "ratio" is the median latency over `tornado`'s; "server CPU" is this process's CPU time per
-request (only the servers run here), steadier than latency on a busy machine.
+request (only the servers run here; a worker process's own CPU is not in it), steadier than
+latency on a busy machine.
 
 The client is a separate process sending sequential requests over one keep-alive connection
 (`http.client`), so the numbers are latency, not throughput under load; req/s is 1 / mean.
@@ -133,10 +136,13 @@ def main(argv: list[str] | None = None) -> None:
 
     plain_port, stop_plain = start_plain_tornado()
     handle = nbserve.serve(Bench, port=0).wait_ready()
+    worker = nbserve.serve(Bench, port=0, workers=1).wait_ready()
     targets = {
         "tornado": (plain_port, "/ping"),
         "nbserve async": (handle.port, "/aping"),
         "nbserve sync": (handle.port, "/ping"),
+        "worker async": (worker.port, "/aping"),
+        "worker sync": (worker.port, "/ping"),
     }
     samples: dict[str, list[float]] = {name: [] for name in targets}
     cpu: dict[str, list[float]] = {name: [] for name in targets}
@@ -148,6 +154,7 @@ def main(argv: list[str] | None = None) -> None:
                 cpu[name].append(cpu_per_request)
     finally:
         handle.stop()
+        worker.stop()
         stop_plain.set()
 
     base = statistics.median(samples["tornado"])

@@ -1,5 +1,8 @@
 """Executors run a service's code: `InlineExecutor` here, worker processes elsewhere, one interface.
 
+Both call the user's methods through `invoke.py` (binding, context, sync/async/generator
+dispatch, error capture); they differ only in where the call runs.
+
 `InlineExecutor` holds one instance of the user's class in the server's process (a notebook's
 kernel: instant start, the kernel's loaded objects and GPU shared). Its rules:
 - `__init__` and sync `on_startup` / `on_shutdown` hooks run in the API thread pool (so a slow
@@ -10,48 +13,64 @@ kernel: instant start, the kernel's loaded objects and GPU shared). Its rules:
   APIs run on the server's loop.
 - Sync generators are advanced in the pool one item at a time, so a slow generator never blocks
   the loop and a disconnected client stops it between items.
-- Cancellation (the traffic timeout): an async call is cancelled; a sync call still queued is
-  withdrawn and never runs; one already in a thread raises `WorkContinues` with a future of the
-  thread's end, so the traffic layer holds the concurrency slot until the work really stops.
+- Cancellation (the traffic timeout, a client that left): an async call is cancelled; a sync
+  call still queued is withdrawn and never runs (`Withdrawn`); one already in a thread raises
+  `WorkContinues` with a future of the thread's end, so the traffic layer holds the concurrency
+  slot until the work really stops, and its result is dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import logging
 import queue
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+import types
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
+from nbserve._runtime.invoke import END, Signature, SyncSteps, call_async, call_sync, captured
 from nbserve._runtime.logs import output_target, route_output
 from nbserve._runtime.traffic import WorkContinues
-from nbserve._sdk.context import Context, current_context
+from nbserve._sdk.context import Context
 
 if TYPE_CHECKING:
     from nbserve._sdk.method import APIMethod
     from nbserve._sdk.service import Service
 
-__all__ = ["Executor", "InlineExecutor", "Probe"]
+__all__ = ["Executor", "InlineExecutor", "Outcome", "Probe", "Withdrawn"]
 
 T = TypeVar("T")
 Probe = Literal["__is_ready__", "__is_alive__"]
-_END = object()
+Outcome = Literal["finished", "withdrawn", "cancelled"]
+"""How abandoned work ended; the result of a `WorkContinues.future` an executor raises:
+it ran to the end (its result dropped), it was withdrawn before it started, or it was cancelled
+while it ran (async work, told to stop)."""
+
+
+class Withdrawn(asyncio.CancelledError):
+    """The call was cancelled while it still waited for a thread or a worker: it never ran."""
 
 
 class Executor(Protocol):
-    """What a `Deployment` needs from whatever runs the user's code."""
+    """What a `Deployment` (and its batchers) need from whatever runs the user's code."""
 
     ready: bool
     """True between a successful `start()` and `stop()`."""
+    batch_slots: int
+    """How many batches of one API may be in flight at once (one per instance that can run one)."""
+    capacity_listeners: list[Callable[[], None]]
+    """Called when `batch_slots` or readiness change (a worker came or went): batchers re-check."""
 
     async def start(self) -> None:
         """Create the instance(s): `__init__` then the `on_startup` hooks (per worker)."""
 
     async def call(self, api: APIMethod[..., Any], kwargs: dict[str, Any], ctx: Context) -> Any:
-        """Call one API. Cancelled while its work cannot stop: raise `WorkContinues`."""
+        """Call one API. Cancelled: raise `Withdrawn` if it never ran, `CancelledError` if it
+        stopped, `WorkContinues` (with a future of its `Outcome`) if it goes on for now."""
 
     def stream(
         self, api: APIMethod[..., Any], kwargs: dict[str, Any], ctx: Context
@@ -75,8 +94,12 @@ class InlineExecutor:
         self.service = service
         self.threads = threads if threads is not None else service.config.threads
         self.ready = False
+        self.batch_slots = 1  # one instance: one batch at a time
+        self.capacity_listeners: list[Callable[[], None]] = []  # its capacity never changes
         self.instance: Any = None
         self._pool: _Threads | None = None
+        self._calls: dict[str, tuple[Signature, Callable[..., Any]]] = {}
+        """Per API name: how it is called and the instance's bound method (made at start)."""
 
     # --- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -87,6 +110,10 @@ class InlineExecutor:
             if inspect.isawaitable(result):
                 await result
         self.instance = await self._in_pool(self.service)
+        self._calls = {
+            api.name: (Signature.of(api), types.MethodType(api.func, self.instance))
+            for api in self.service.apis.values()
+        }
         for name in self.service.startup_hooks:
             await self._run_hook(name)
         self.ready = True
@@ -113,20 +140,21 @@ class InlineExecutor:
 
     # --- requests -----------------------------------------------------------------------------
     async def call(self, api: APIMethod[..., Any], kwargs: dict[str, Any], ctx: Context) -> Any:
-        args = _bind(api, kwargs, ctx)
-        if api.is_async:
-            return await api.func(self.instance, *args, **kwargs)
-        return await self._in_pool(_SyncCall(api.func, self.instance, args, kwargs, ctx))
+        sig, fn = self._calls[api.name]
+        args, kwargs = sig.bind(kwargs, ctx)
+        if sig.is_async:
+            return await call_async(fn, args, kwargs, ctx)
+        return await self._in_pool(functools.partial(call_sync, fn, args, kwargs, ctx))
 
     def stream(
         self, api: APIMethod[..., Any], kwargs: dict[str, Any], ctx: Context
     ) -> AsyncIterator[Any]:
-        args = _bind(api, kwargs, ctx)
-        if api.is_async:
-            agen: AsyncIterator[Any] = api.func(self.instance, *args, **kwargs)
+        sig, fn = self._calls[api.name]
+        args, kwargs = sig.bind(kwargs, ctx)
+        if sig.is_async:  # iterated in the request's task, where the context is already set
+            agen: AsyncIterator[Any] = fn(*args, **kwargs)
             return agen
-        generator: Iterator[Any] = api.func(self.instance, *args, **kwargs)
-        return _SyncStream(self, generator, ctx)
+        return _SyncStream(self, SyncSteps(fn(*args, **kwargs), ctx))
 
     async def check(self, probe: Probe) -> bool:
         hook = getattr(self.instance, probe, None)
@@ -155,91 +183,58 @@ class InlineExecutor:
         except asyncio.CancelledError:
             ended = self._pool.cancel(job)
             if ended is None:  # still queued: it never runs
-                raise
+                raise Withdrawn from None
             # Running in a thread, which cannot be interrupted: the caller keeps the request's
-            # concurrency slot until it ends (traffic.py).
+            # concurrency slot until it ends (traffic.py), and its result is dropped.
             raise WorkContinues(ended) from None
-
-
-def root_args(api: APIMethod[..., Any], kwargs: dict[str, Any]) -> tuple[Any, ...]:
-    """Take a root input out of `kwargs`: it is positional-only (`def f(self, x, /)`)."""
-    if api.input.root:
-        return (kwargs.pop(api.input.fields[0]),)
-    return ()
-
-
-def _bind(api: APIMethod[..., Any], kwargs: dict[str, Any], ctx: Context) -> tuple[Any, ...]:
-    """Positional arguments for the call; adds the context."""
-    if api.ctx_param is not None:
-        kwargs[api.ctx_param] = ctx
-    return root_args(api, kwargs)
-
-
-class _SyncCall:
-    """The pool-side call of a sync API; binds the request's context in the worker thread."""
-
-    __slots__ = ("args", "ctx", "func", "instance", "kwargs")
-
-    def __init__(
-        self,
-        func: Callable[..., Any],
-        instance: Any,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        ctx: Context,
-    ) -> None:
-        self.func = func
-        self.instance = instance
-        self.args = args
-        self.kwargs = kwargs
-        self.ctx = ctx
-
-    def __call__(self) -> Any:
-        token = current_context.set(self.ctx)
-        try:
-            return self.func(self.instance, *self.args, **self.kwargs)
-        finally:
-            current_context.reset(token)
 
 
 class _SyncStream:
     """An async iterator over a sync generator, advanced in the executor's pool."""
 
-    def __init__(self, executor: InlineExecutor, generator: Iterator[Any], ctx: Context) -> None:
+    def __init__(self, executor: InlineExecutor, steps: SyncSteps) -> None:
         self._executor = executor
-        self._generator = generator
-        self._ctx = ctx
-        self._done = False
+        self._steps = steps
+        self._step_running: asyncio.Future[Outcome] | None = None
+        """The end of a step abandoned while it ran in a thread (see `aclose`)."""
 
     def __aiter__(self) -> _SyncStream:
         return self
 
     async def __anext__(self) -> Any:
-        if self._done:
+        if self._steps.done:
             raise StopAsyncIteration
-        item = await self._executor._in_pool(self._step)
-        if item is _END:
-            self._done = True
+        try:
+            item = await self._executor._in_pool(self._steps.step)
+        except WorkContinues as running:
+            self._step_running = running.future
+            raise
+        if item is END:
             raise StopAsyncIteration
         return item
 
-    def _step(self) -> Any:
-        token = current_context.set(self._ctx)
-        try:
-            return next(self._generator, _END)
-        except BaseException:
-            self._done = True
-            raise
-        finally:
-            current_context.reset(token)
-
     async def aclose(self) -> None:
-        if self._done:
+        if self._steps.done:
             return
-        self._done = True
-        close = getattr(self._generator, "close", None)
-        if close is not None:
-            await self._executor._in_pool(close)
+        running = self._step_running
+        if running is not None and not running.done():
+            # The generator is executing in a thread (closing it now would raise "generator
+            # already executing"): close it after that step, without waiting for it here.
+            running.add_done_callback(lambda _: self._close_later())
+            return
+        await self._executor._in_pool(self._steps.close)
+
+    def _close_later(self) -> None:
+        pool = self._executor._pool
+        if pool is not None and not self._steps.done:
+            job = pool.submit(self._steps.close)
+            job.future.add_done_callback(_retrieve)
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Mark a future's outcome seen: nobody awaits it, and asyncio would log it otherwise."""
+    if not future.cancelled():
+        future.exception()
 
 
 # --- the thread pool --------------------------------------------------------------------------
@@ -253,7 +248,7 @@ class _Job:
         self.fn = fn
         self.loop = loop
         self.future: asyncio.Future[Any] = loop.create_future()
-        self.ended: asyncio.Future[None] | None = None
+        self.ended: asyncio.Future[Outcome] | None = None
         self.state = _QUEUED
 
 
@@ -282,17 +277,17 @@ class _Threads:
         self._queue.put(job)
         return job
 
-    def cancel(self, job: _Job) -> asyncio.Future[None] | None:
+    def cancel(self, job: _Job) -> asyncio.Future[Outcome] | None:
         """On the loop: withdraw a queued job (None), or a future of a running job's end."""
         with self._lock:
             if job.state == _QUEUED:
                 job.state = _WITHDRAWN
                 return None
-            ended: asyncio.Future[None] = job.loop.create_future()
+            ended: asyncio.Future[Outcome] = job.loop.create_future()
             if job.state == _RUNNING:
                 job.ended = ended
             else:  # done: its result is already on its way to the loop
-                ended.set_result(None)
+                ended.set_result("finished")
             return ended
 
     def shutdown(self) -> None:
@@ -314,10 +309,7 @@ class _Threads:
             try:
                 result = job.fn()
             except BaseException as exc:
-                # SystemExit / KeyboardInterrupt must not escape into the server's event loop.
-                error = (
-                    exc if isinstance(exc, Exception) else RuntimeError(f"the API raised {exc!r}")
-                )
+                error = captured(exc)
             with self._lock:
                 job.state = _DONE
                 ended = job.ended
@@ -328,7 +320,7 @@ class _Threads:
 
 def _deliver(
     future: asyncio.Future[Any],
-    ended: asyncio.Future[None] | None,
+    ended: asyncio.Future[Outcome] | None,
     result: Any,
     error: BaseException | None,
 ) -> None:
@@ -338,4 +330,10 @@ def _deliver(
         else:
             future.set_result(result)
     if ended is not None and not ended.done():
-        ended.set_result(None)
+        ended.set_result("finished")
+
+
+if TYPE_CHECKING:
+
+    def _is_an_executor(executor: InlineExecutor) -> Executor:
+        return executor  # mypy checks InlineExecutor against the protocol here

@@ -22,6 +22,7 @@ sees a broken stream instead of a silently truncated one (BentoML's behaviour, Â
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import tempfile
 import time
@@ -36,6 +37,8 @@ import tornado.iostream
 import tornado.web
 
 from nbserve._runtime.errors import DRAIN_LIMIT, BaseHandler, error_body, error_for, reply_too_large
+from nbserve._runtime.executor import Withdrawn
+from nbserve._runtime.traffic import WorkContinues
 from nbserve._sdk.context import Context, RequestInfo, ResponseContext, current_context
 from nbserve._sdk.io import UploadedFile
 from nbserve.exceptions import InvalidArgument, UnsupportedMediaType
@@ -84,10 +87,22 @@ class APIHandler(BaseHandler):
     """
 
     ALLOW = "POST"
+    _work: asyncio.Task[Any] | None = None
+    """The task running the call while it runs: a client that leaves cancels it."""
+    _client_left = False
 
     def initialize(self, deployment: Deployment, api: APIMethod[..., Any]) -> None:
         self.deployment = deployment
         self.api = api
+
+    def on_connection_close(self) -> None:
+        """The client disconnected: cancel its work (queued: withdrawn; async: cancelled; sync
+        already in a thread: runs to its end, its result dropped). See `_client_gone`."""
+        super().on_connection_close()
+        work = self._work
+        if work is not None and not work.done():
+            self._client_left = True
+            work.cancel()
 
     def body(self) -> bytes | None:
         """The request body, or None when it went over the limit (chunked uploads only)."""
@@ -130,6 +145,7 @@ class APIHandler(BaseHandler):
         api = self.api
         ctx = self._context(deployment)
         current_context.set(ctx)
+        self._work = asyncio.current_task()
         try:
             slot.on_close(ctx.cleanup)  # after the work ends, even past a timeout
             kwargs = self._decode(api, body, ctx)
@@ -138,10 +154,37 @@ class APIHandler(BaseHandler):
             result = await deployment.traffic.run(deployment.call(api, kwargs, ctx), slot)
             payload = api.output.encode(result)
             return self._respond(payload, ctx)
+        except asyncio.CancelledError as exc:
+            if not self._client_left:
+                raise
+            return self._client_gone(deployment, exc)
         except Exception as exc:
+            if self._client_left:
+                return self._client_gone(deployment, exc)
             return self._reply_exception(exc)
         finally:
+            self._work = None
             await slot.close()
+
+    def _client_gone(self, deployment: Deployment, exc: BaseException) -> int:
+        """Count what became of the work of a client that left (`/metrics`); 499, as nginx."""
+        uncancel = getattr(asyncio.current_task(), "uncancel", None)  # Python 3.11+
+        if uncancel is not None:
+            uncancel()  # ours, consumed here: the cleanup after it must not be cancelled
+        route, metrics = self.request.path, deployment.metrics
+        running = exc if isinstance(exc, WorkContinues) else exc.__cause__
+        if isinstance(running, WorkContinues):  # counted when it ends: withdrawn in a worker, ...
+            running.future.add_done_callback(
+                lambda done: metrics.work_abandoned(
+                    route, "cancelled" if done.cancelled() else done.result()
+                )
+            )
+        else:
+            metrics.work_abandoned(
+                route, "withdrawn" if isinstance(exc, Withdrawn) else "cancelled"
+            )
+        self.set_status(499, "Client Closed Request")
+        return 499
 
     def _follow_swap(self, deployment: Deployment) -> bool:
         """The service was swapped while the body arrived: the request starts now, so it runs on
@@ -308,8 +351,12 @@ class APIHandler(BaseHandler):
                 except StopAsyncIteration:
                     item = _EMPTY
         except tornado.iostream.StreamClosedError:
-            return self.get_status()  # the client left; closing the generator stops the work
+            # The client left; closing the generator (slot.close) stops the work.
+            deployment.metrics.work_abandoned(self.request.path, "cancelled")
+            return self.get_status()
         except Exception as exc:
+            if self._client_left:  # cancelled by on_connection_close: counted in _serve
+                raise
             return self._fail_stream(exc, sse)
         self.finish()
         return self.get_status()

@@ -2,9 +2,10 @@
 
 Dashboards and alerts written for BentoML 1.4 keep working: the names, label sets and duration
 buckets are those of BentoML's `RunnerTrafficMetricsMiddleware` (namespace `bentoml_service`)
-and of its adaptive-batching histogram (`_bentoml_impl/server/app.py`). nbserve adds one metric
-of its own, `nbserve_batch_queue_wait_seconds` and `nbserve_batch_shed_total` (requests the
-batch queue turned away with 503, by reason).
+and of its adaptive-batching histogram (`_bentoml_impl/server/app.py`). nbserve adds metrics of
+its own: `nbserve_batch_queue_wait_seconds`, `nbserve_batch_shed_total` (requests the batch
+queue turned away with 503, by reason), and `nbserve_abandoned_work_total` (what became of the
+work of clients that disconnected before their answer).
 
 Design notes:
 - Each `ServiceMetrics` owns a `CollectorRegistry`, so several services served from one notebook
@@ -48,6 +49,7 @@ _DEFAULT_MAX_BATCH_SIZE = 100
 _NAMESPACE = "bentoml_service"
 # BentoML pre-initialises these codes so `rate()` has a zero sample before the first request.
 _PREINIT_CODES = (200, 500)
+_ABANDONED_OUTCOMES = ("withdrawn", "cancelled", "finished")  # executor.Outcome
 
 
 def exponential_buckets(start: float, factor: float, end: float) -> tuple[float, ...]:
@@ -154,6 +156,14 @@ class ServiceMetrics:
         )
         for api in max_batch_size or {}:  # a zero sample, so rate() works before the first shed
             self._shed.labels(service_name, service_version, api, "queue_full")
+        self._abandoned = Counter(
+            "nbserve_abandoned_work",
+            "Work of API requests whose client disconnected before the answer, by outcome: "
+            "withdrawn (queued, never ran), cancelled (stopped while it ran: async work, a "
+            "batched request, a stream), finished (sync work ran to its end; result dropped)",
+            ("service_name", "endpoint", "outcome"),
+            registry=self.registry,
+        )
         # Bound label children, keyed by what varies per call (see the module docstring).
         self._started: dict[str, Gauge] = {}
         self._finished: dict[tuple[str, int], tuple[Counter, Histogram, Gauge]] = {}
@@ -163,6 +173,8 @@ class ServiceMetrics:
                 self._request_total.labels(
                     endpoint, service_name, service_version, str(code), self.runner_name
                 )
+            for outcome in _ABANDONED_OUTCOMES:  # a zero sample for `rate()` from the start
+                self._abandoned.labels(service_name, endpoint, outcome)
 
     # --- request path (event loop, every request) ------------------------------------------
     def request_started(self, endpoint: str) -> None:
@@ -202,6 +214,11 @@ class ServiceMetrics:
         )
         self._finished[(endpoint, status)] = children
         return children
+
+    def work_abandoned(self, endpoint: str, outcome: str) -> None:
+        """The client of a request to `endpoint` left; its work ended as `outcome`
+        (`executor.Outcome`: "withdrawn", "cancelled" or "finished")."""
+        self._abandoned.labels(self.service_name, endpoint, outcome).inc()
 
     # --- batching ---------------------------------------------------------------------------
     def observe_batch(

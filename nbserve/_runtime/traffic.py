@@ -133,11 +133,13 @@ class Traffic:
                 raise
             deadline.uncancel()
         except WorkContinues as running:
-            if not deadline.expired:  # cancelled by someone else (the server shutting down)
-                raise asyncio.CancelledError from running
-            deadline.uncancel()
+            # Whoever cancelled (the deadline, a client that left, the server stopping), the
+            # slot stays taken until the work really ends, so `max_concurrency` holds.
             slot.detached = True
             running.future.add_done_callback(lambda future: _close_later(future, slot))
+            if not deadline.expired:
+                raise asyncio.CancelledError from running
+            deadline.uncancel()
         finally:
             timer.cancel()
         msg = f"Not able to process the request in {self.timeout:g} seconds (the service's traffic.timeout); raise it with @nbserve.service(traffic={{'timeout': ...}}) if the API needs longer"

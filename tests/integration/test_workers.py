@@ -6,6 +6,7 @@ import asyncio
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -19,7 +20,16 @@ import nbformat
 import psutil
 import pytest
 from nbclient import NotebookClient
-from worker_services import Broken, Doubler, OnGPU, OnHalfGPU, Sleepy
+from worker_services import (
+    BigStream,
+    Broken,
+    Deadlines,
+    Doubler,
+    OnGPU,
+    OnHalfGPU,
+    Probed,
+    Sleepy,
+)
 
 from nbserve._runtime.placement import Device
 from nbserve._runtime.workers.pool import ProcessExecutor
@@ -306,3 +316,106 @@ def test_a_swap_starts_new_workers_and_drains_the_old_ones_without_a_failed_requ
         assert set(codes) == {200}
         assert len(old) == 2
         wait_until(lambda: all(gone(p) for p in old), timeout=5, what="the old workers to exit")
+
+
+# --- deadlines: the WorkContinues contract with workers -------------------------------------------
+@pytest.mark.parametrize("route", ["/hang", "/shang"])
+def test_a_hanging_sync_call_in_a_worker_gets_its_504_at_the_deadline(
+    route: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The 504 comes while the call still runs (it cannot end before the test releases it,
+    which the test does only after the 504), and the worker's capacity comes back after."""
+    monkeypatch.setenv("NBSERVE_TEST_EVENTS", str(tmp_path))
+    tag = route.strip("/")
+    with (
+        running_service(Deadlines) as handle,
+        httpx.Client(base_url=handle.url, timeout=60) as client,
+    ):
+        r = client.post(route, json={"tag": tag})
+        assert r.status_code == 504, r.text
+        assert "traffic.timeout" in r.json()["error"]
+        assert list(tmp_path.glob(f"{tag}-started-*"))
+        assert not list(tmp_path.glob(f"{tag}-ended-*"))  # still running when the 504 came
+        assert client.post("/quick", json={}).text == "quick"  # the other thread serves
+        (tmp_path / f"{tag}-release").touch()
+        wait_until(lambda: list(tmp_path.glob(f"{tag}-ended-*")), what="the call to end")
+        executor = handle_executor(handle)
+        wait_until(lambda: not executor.slots[0].calls, what="the worker's answer to be dropped")
+        assert executor.slots[0].sync_busy == 0
+
+
+@pytest.mark.parametrize("route", ["/ahang", "/ashang"])
+def test_an_async_call_in_a_worker_past_its_deadline_is_cancelled_there(
+    route: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NBSERVE_TEST_EVENTS", str(tmp_path))
+    tag = route.strip("/")
+    with (
+        running_service(Deadlines) as handle,
+        httpx.Client(base_url=handle.url, timeout=60) as client,
+    ):
+        r = client.post(route, json={"tag": tag})
+        assert r.status_code == 504, r.text
+        wait_until(lambda: list(tmp_path.glob(f"{tag}-cancelled-*")), what="the worker to cancel")
+        executor = handle_executor(handle)
+        wait_until(lambda: not executor.slots[0].calls, what="the worker's answer")
+
+
+def handle_executor(handle: Any) -> ProcessExecutor:
+    executor = handle._server.deployment.executor
+    assert isinstance(executor, ProcessExecutor)
+    return executor
+
+
+# --- stream flow control ---------------------------------------------------------------------------
+@pytest.mark.parametrize("route", ["/chunks", "/achunks"])
+def test_a_slow_reader_of_a_large_worker_stream_slows_its_producer_and_keeps_memory_flat(
+    route: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """400 items of 1 MiB, read at a trickle: the worker stays a few items ahead of the reader,
+    the server's memory stays within a small bound, and leaving stops the generator."""
+    monkeypatch.setenv("NBSERVE_TEST_EVENTS", str(tmp_path))
+    server = psutil.Process()
+    produced = tmp_path / "produced"
+    with running_service(BigStream) as handle:
+        assert httpx.post(handle.url + route, json={"n": 2}).content == 2 * 2**20 * b"x"
+        baseline = server.memory_info().rss
+        reader = socket.create_connection(("127.0.0.1", handle.port))
+        reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        body = b'{"n": 400}'
+        reader.sendall(
+            b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" % route.encode()
+            + b"Content-Length: %d\r\n\r\n" % len(body)
+            + body
+        )
+        got, peak = 0, 0
+        try:
+            for _ in range(40):  # ~4 MiB read in total, far less than an unbounded worker sends
+                got += len(reader.recv(100 * 1024))
+                time.sleep(0.05)
+                peak = max(peak, server.memory_info().rss - baseline)
+            items_read = got // 2**20
+            wait_until(produced.exists, what="the generator to start")
+            ahead = int(produced.read_text()) - items_read
+            # The window (8 items) plus what the socket buffers on both sides hold.
+            assert ahead < 40, f"the worker ran {ahead} items ahead of a slow reader"
+            assert peak < 100 * 2**20, f"server memory grew by {peak / 2**20:.0f} MiB"
+        finally:
+            reader.close()
+        wait_until(
+            lambda: list(tmp_path.glob("stream-closed-*")), what="leaving to stop the generator"
+        )
+        assert int(produced.read_text()) < 400
+        executor = handle_executor(handle)
+        wait_until(lambda: not executor.slots[0].calls, what="the stream's call to end")
+        assert server.memory_info().rss - baseline < 100 * 2**20
+        assert httpx.post(handle.url + route, json={"n": 1}).status_code == 200
+
+
+def test_probes_and_the_metrics_hook_are_answered_by_the_worker() -> None:
+    with running_service(Probed) as handle:
+        assert httpx.get(handle.url + "/readyz").status_code == 200
+        text = httpx.get(handle.url + "/metrics").text
+        (line,) = [line for line in text.splitlines() if line.startswith("# from worker")]
+        assert line != f"# from worker {os.getpid()}"
+        assert "nbserve_worker_info" in text  # the text the hook was given

@@ -3,10 +3,11 @@ them by name (the way classes from `.py` files reach workers) loads nothing but 
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -118,3 +119,125 @@ class Doubler:
     def double(self, x: np.ndarray) -> np.ndarray:
         time.sleep(0.005)
         return x * 2
+
+
+def _released(name: str) -> None:
+    """Block until the test creates the file `name` in the events folder (it never times out:
+    a call that hangs is what the deadline tests are about)."""
+    folder = Path(os.environ["NBSERVE_TEST_EVENTS"])
+    while not (folder / name).exists():
+        time.sleep(0.01)
+
+
+@nbserve.service(workers=1, threads=2, traffic={"timeout": 1})
+class Deadlines:
+    """APIs that run past the 1 s deadline until the test releases them, noting how they end."""
+
+    @nbserve.api
+    def hang(self, tag: str) -> str:
+        _note(f"{tag}-started")
+        _released(f"{tag}-release")
+        _note(f"{tag}-ended")
+        return tag
+
+    @nbserve.api
+    async def ahang(self, tag: str) -> str:
+        _note(f"{tag}-started")
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            _note(f"{tag}-cancelled")
+            raise
+        return tag
+
+    @nbserve.api
+    def shang(self, tag: str) -> Iterator[str]:
+        _note(f"{tag}-started")
+        _released(f"{tag}-release")
+        _note(f"{tag}-ended")
+        yield tag
+
+    @nbserve.api
+    async def ashang(self, tag: str) -> AsyncIterator[str]:
+        _note(f"{tag}-started")
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            _note(f"{tag}-cancelled")
+            raise
+        yield tag
+
+    @nbserve.api
+    def quick(self) -> str:
+        return "quick"
+
+
+MEGABYTE = b"x" * 2**20
+
+
+@nbserve.service(workers=1)
+class BigStream:
+    """A stream of 1 MiB items that notes how many it has produced (file `produced-<n>`)."""
+
+    @nbserve.api
+    def chunks(self, n: int) -> Iterator[bytes]:
+        folder = Path(os.environ["NBSERVE_TEST_EVENTS"])
+        try:
+            for i in range(n):
+                (folder / "produced.tmp").write_text(str(i + 1))
+                os.replace(folder / "produced.tmp", folder / "produced")  # never read half-written
+                yield MEGABYTE
+        finally:
+            _note("stream-closed")
+
+    @nbserve.api
+    async def achunks(self, n: int) -> AsyncIterator[bytes]:
+        folder = Path(os.environ["NBSERVE_TEST_EVENTS"])
+        try:
+            for i in range(n):
+                (folder / "produced.tmp").write_text(str(i + 1))
+                os.replace(folder / "produced.tmp", folder / "produced")
+                yield MEGABYTE
+        finally:
+            _note("stream-closed")
+
+
+@nbserve.service(workers=1)
+class Blocking:
+    """A sync-only service (the worker runs calls on its reading thread) that blocks until released."""
+
+    @nbserve.api
+    def block(self) -> str:
+        _note("block-started")
+        _released("release")
+        return "done"
+
+
+@nbserve.service(workers=1)
+class Probed:
+    """Readiness and metrics hooks, answered by the worker (sync and async alike)."""
+
+    def __is_ready__(self) -> bool:
+        return True
+
+    async def __metrics__(self, text: str) -> str:
+        return text + f"# from worker {os.getpid()}\n"
+
+    @nbserve.api
+    def hello(self) -> str:
+        return "hello"
+
+
+@nbserve.service(workers=1)
+class Waiting:
+    """An async API that waits until cancelled, noting when it starts and when it is cancelled."""
+
+    @nbserve.api
+    async def wait(self) -> str:
+        _note("wait-started")
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            _note("wait-cancelled")
+            raise
+        return "never"

@@ -214,3 +214,16 @@ def test_the_request_path_reuses_bound_label_children(monkeypatch: pytest.Monkey
         and sample.labels["http_response_code"] == "200"
     ]
     assert totals == [4.0]  # the bound children did the counting
+
+
+def test_abandoned_work_is_counted_by_outcome_from_zero() -> None:
+    m = ServiceMetrics("svc", api_names=["/predict"])
+    name = "nbserve_abandoned_work_total"
+    outcomes = {lab["outcome"]: v for lab, v in samples(m)[name]}
+    assert outcomes == {"withdrawn": 0, "cancelled": 0, "finished": 0}
+    m.work_abandoned("/predict", "withdrawn")
+    m.work_abandoned("/predict", "withdrawn")
+    m.work_abandoned("/predict", "finished")
+    assert value(m, name, endpoint="/predict", outcome="withdrawn", service_name="svc") == 2
+    assert value(m, name, endpoint="/predict", outcome="finished") == 1
+    assert value(m, name, endpoint="/predict", outcome="cancelled") == 0

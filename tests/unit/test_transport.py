@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import threading
@@ -10,8 +11,20 @@ from typing import Any
 import numpy as np
 import pytest
 
+from nbserve._runtime.invoke import Signature
 from nbserve._runtime.workers import transport
-from nbserve._runtime.workers.transport import FrameReader, encode, read_message, write_message
+from nbserve._runtime.workers.transport import (
+    CallMsg,
+    CancelMsg,
+    CreditMsg,
+    FrameReader,
+    InitMsg,
+    StopMsg,
+    ToWorker,
+    encode,
+    read_message,
+    write_message,
+)
 
 
 def test_round_trip_over_a_pipe_with_arrays_out_of_band() -> None:
@@ -90,3 +103,27 @@ def test_classes_defined_in_main_cross_by_value() -> None:
         )
     )
     assert got[0]["value"].x == 3
+
+
+def test_every_server_message_kind_reaches_the_worker_intact() -> None:
+    """The `ToWorker` union, `Signature`s included (the worker calls APIs through them)."""
+    messages: list[ToWorker] = [
+        InitMsg(
+            kind="init",
+            service=b"class",
+            apis={"predict": Signature("predict", False, True, "ctx", None)},
+            startup=["warm"],
+            shutdown=[],
+            sys_path=["/src"],
+            worker=1,
+            threads=2,
+            name="svc",
+        ),
+        CallMsg(kind="call", id=1, api="predict", kwargs={"x": [1, 2]}, ctx=None),
+        CreditMsg(kind="credit", id=1, count=4),
+        CancelMsg(kind="cancel", id=1),
+        StopMsg(kind="stop", timeout=1.5),
+    ]
+    stream = io.BytesIO(b"".join(bytes(piece) for m in messages for piece in encode(m)))
+    assert [read_message(stream) for _ in messages] == messages
+    assert read_message(stream) is None

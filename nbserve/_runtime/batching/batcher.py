@@ -3,8 +3,8 @@
 `Deployment.call` hands a batchable API's validated kwargs here; the batch field's value goes
 to the dispatcher, and each merged batch goes to the executor as one ordinary call, so inline
 and worker-process executors batch the same way. The dispatcher keeps one batch in flight per
-ready worker (`ProcessExecutor.batch_slots`; one for the inline executor) and is woken when a
-worker becomes ready.
+ready worker (`Executor.batch_slots`: one for the inline executor) and is woken through
+`Executor.capacity_listeners` when a worker becomes ready or goes away.
 
 Requests the dispatcher turns away (503: queue full, deployment stopping) are counted in
 `/metrics` (`nbserve_batch_shed_total`) and logged to the service log, where `%serve logs` and
@@ -53,9 +53,7 @@ class APIBatcher:
         self.logger = logger or logging.getLogger(f"nbserve.batching.{api.name}")
         self._shed_logged_at = -_SHED_LOG_INTERVAL_S
         self._shed_unlogged = 0
-        slots: Callable[[], int] = lambda: 1  # noqa: E731  # inline: one instance, one batch at a time
-        if hasattr(executor, "batch_slots"):
-            slots = lambda: executor.batch_slots  # noqa: E731  # one per ready worker process
+        slots: Callable[[], int] = lambda: executor.batch_slots  # noqa: E731
         observe = None
         if metrics is not None:
             name = api.name
@@ -70,9 +68,7 @@ class APIBatcher:
             observe=observe,
             on_shed=self._on_shed,
         )
-        listeners = getattr(executor, "capacity_listeners", None)
-        if listeners is not None:
-            listeners.append(self.dispatcher.wake)
+        executor.capacity_listeners.append(self.dispatcher.wake)
 
     async def submit(self, kwargs: dict[str, Any], ctx: Context) -> Any:
         value = kwargs[self.field]

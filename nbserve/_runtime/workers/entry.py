@@ -5,8 +5,15 @@ The server starts this module in a fresh interpreter (see `pool.py` for why not
 1. builds the instance (`__init__`, then the `on_startup` hooks) on its main thread, and answers
    `ready` or `init_failed` (with the traceback);
 2. runs sync APIs in a pool of `threads` threads and async ones on its own event loop thread,
-   each call answered by exactly one `result`, `error` or (streams, after `item`s) `end`;
-3. on `stop`, lets running calls finish, runs `on_shutdown`, answers `stopped` and exits.
+   calling them through `invoke.py` exactly as the inline executor does; each call is answered
+   by exactly one `result`, `error` or (streams, after `item`s) `end`;
+3. sends a stream's items only as far as the server's credit allows (`transport.WINDOW` ahead of
+   what the server has handed to its client; `credit` messages grant more), so a slow HTTP
+   reader slows the generator instead of filling the server's memory;
+4. on `cancel`, abandons the call: one still queued for a thread is withdrawn, an async one is
+   cancelled, a stream stops before its next item; a sync call already running cannot be
+   interrupted and runs to its end. The answer says which (`ErrorMsg.abandoned`);
+5. on `stop`, lets running calls finish, runs `on_shutdown`, answers `stopped` and exits.
 
 It never outlives the server: the server's end of the command pipe closes when the server
 process dies (EOF here), `PR_SET_PDEATHSIG` makes Linux send SIGKILL then, and a watchdog
@@ -31,17 +38,29 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from typing import Any
 
+from nbserve._runtime.invoke import END, Signature, SyncSteps, call_async, call_sync, captured
 from nbserve._runtime.workers.transport import (
-    ApiInfo,
+    WINDOW,
+    Abandoned,
     CallMsg,
+    EndMsg,
+    ErrorMsg,
+    InitFailedMsg,
     InitMsg,
+    ItemMsg,
+    ReadyMsg,
+    ResultMsg,
+    StoppedMsg,
+    ToServer,
     read_message,
     write_message,
 )
+from nbserve._sdk.context import Context, ResponseContext, current_context
 
-__all__ = ["main"]
+__all__ = ["StreamWindow", "Worker", "main"]
 
 _PR_SET_PDEATHSIG = 1
 
@@ -74,21 +93,20 @@ class Worker:
         """Run sync calls on the reading thread (see `start`)."""
         self.lock = threading.Lock()
         self.instance: Any = None
-        self.apis: dict[str, ApiInfo] = {}
+        self.calls: dict[str, tuple[Signature, Callable[..., Any]]] = {}
+        """Per API (and probe) name: how it is called and the instance's bound method."""
+        self.shutdown_hooks: list[str] = []
         self.state: dict[str, Any] = {}
         """`ctx.state` for every request this process serves."""
         self.pool: concurrent.futures.ThreadPoolExecutor | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.running: dict[int, concurrent.futures.Future[Any] | asyncio.Task[None] | None] = {}
-        """Calls not yet answered: a pool future, a loop task, or None while being scheduled."""
-        self.cancelled: set[int] = set()
+        self.running: dict[int, _Running] = {}
+        """Calls not yet answered (guarded by `idle`)."""
         self.idle = threading.Condition()
 
     # --- plumbing ------------------------------------------------------------------------------
-    def send(self, message: Any) -> None:
-        with contextlib.suppress(
-            BrokenPipeError
-        ):  # the server is gone; the main thread sees EOF and exits
+    def send(self, message: ToServer) -> None:
+        with contextlib.suppress(BrokenPipeError):  # the server is gone: the main thread sees EOF
             write_message(self.wfd, message, self.lock)
 
     def event_loop(self) -> asyncio.AbstractEventLoop:
@@ -112,12 +130,9 @@ class Worker:
         from nbserve._runtime.workers.shipping import unpack_service
         from nbserve._sdk.current import set_current_service
 
-        for entry in reversed(
-            init["sys_path"]
-        ):  # the server's import path, for classes sent by name
+        for entry in reversed(init["sys_path"]):  # the server's path, for classes sent by name
             if entry not in sys.path:
                 sys.path.insert(0, entry)
-        self.apis = init["apis"]
         self.shutdown_hooks = init["shutdown"]
         self.send({"kind": "loading"})  # start progress for the notebook (pool._start_progress)
         try:
@@ -126,13 +141,16 @@ class Worker:
             set_current_service(self.instance)  # nbserve.get_current_service() in this worker
             for name in init["startup"]:
                 self.run_maybe_async(getattr(self.instance, name))
+            self.calls = {
+                name: (sig, getattr(self.instance, sig.attr)) for name, sig in init["apis"].items()
+            }
         except BaseException as exc:
             self.send(
-                {
-                    "kind": "init_failed",
-                    "error": f"{type(exc).__name__}: {exc}",
-                    "traceback": traceback.format_exc(),
-                }
+                InitFailedMsg(
+                    kind="init_failed",
+                    error=f"{type(exc).__name__}: {exc}",
+                    traceback=traceback.format_exc(),
+                )
             )
             return False
         self.pool = concurrent.futures.ThreadPoolExecutor(
@@ -141,17 +159,18 @@ class Worker:
         # With one thread per worker, sync calls run one after another anyway, so the reading
         # thread runs them itself and saves a thread hand-off per call; the next call waits in
         # the pipe meanwhile (a cancel for it is then read too late to withdraw it: it runs,
-        # and its answer is dropped). Not when an async API or a stream would wait behind it.
+        # and its answer is dropped). Not when an async API or a stream would wait behind it,
+        # nor read its stream credit.
         self.inline = init["threads"] == 1 and not any(
-            info["is_async"] or info["is_stream"]
-            for name, info in self.apis.items()
+            sig.is_async or sig.is_stream
+            for name, (sig, _) in self.calls.items()
             if not name.startswith("__")
         )
         # The model and everything __init__ loaded live as long as the process: keep them out of
         # the collector's full passes, which otherwise rescan them every few seconds under load
         # (30 ms pauses with a small numpy model here, measured; more with a torch model).
         gc.freeze()
-        self.send({"kind": "ready", "pid": os.getpid()})
+        self.send(ReadyMsg(kind="ready", pid=os.getpid()))
         return True
 
     def stop(self, timeout: float) -> None:
@@ -164,139 +183,158 @@ class Worker:
                 self.run_maybe_async(getattr(self.instance, name))
             except Exception:
                 logging.getLogger("nbserve.worker").exception("on_shutdown hook %s failed", name)
-        self.send({"kind": "stopped"})
+        self.send(StoppedMsg(kind="stopped"))
 
     # --- calls ---------------------------------------------------------------------------------
     def call(self, msg: CallMsg) -> None:
-        info = self.apis[msg["api"]]
+        sig, fn = self.calls[msg["api"]]
         call_id = msg["id"]
-        if self.inline and not info["is_async"]:
-            self.call_sync(msg, info)
+        running = _Running(StreamWindow(WINDOW) if sig.is_stream else None)
+        if self.inline and not sig.is_async:
+            self.call_sync(msg, sig, fn, running)
             return
         with self.idle:
-            self.running[call_id] = None
-        if info["is_async"]:
-            self.event_loop().call_soon_threadsafe(self.start_task, msg, info)
+            self.running[call_id] = running
+        if sig.is_async:
+            self.event_loop().call_soon_threadsafe(self.start_task, msg, sig, fn, running)
             return
         assert self.pool is not None
-        future = self.pool.submit(self.call_sync, msg, info)
+        future = self.pool.submit(self.call_sync, msg, sig, fn, running)
         with self.idle:
-            if call_id in self.running:
-                self.running[call_id] = future
+            running.handle = future
+            cancelled = running.cancelled
+        if cancelled:
+            future.cancel()
         future.add_done_callback(lambda f: self.finished(call_id, f.cancelled()))
 
-    def start_task(self, msg: CallMsg, info: ApiInfo) -> None:
+    def start_task(
+        self, msg: CallMsg, sig: Signature, fn: Callable[..., Any], running: _Running
+    ) -> None:
         """On the worker's loop: run an async API as a task the server can cancel."""
         call_id = msg["id"]
-        task = asyncio.get_running_loop().create_task(self.call_async(msg, info))
+        task = asyncio.get_running_loop().create_task(self.call_async(msg, sig, fn, running))
         with self.idle:
-            self.running[call_id] = task
-            if call_id in self.cancelled:
-                task.cancel()
+            running.handle = task
+            cancelled = running.cancelled
+        if cancelled:
+            task.cancel()
         task.add_done_callback(lambda t: self.finished(call_id, t.cancelled()))
 
-    def finished(self, call_id: int, cancelled: bool) -> None:
-        if cancelled:  # withdrawn before its code ran: it still owes the server an answer
-            self.send_error(call_id, asyncio.CancelledError("cancelled before it started"))
+    def finished(self, call_id: int, withdrawn: bool) -> None:
+        if withdrawn:  # cancelled before its code ran: it still owes the server an answer
+            self.send_error(call_id, asyncio.CancelledError("withdrawn"), "withdrawn")
         with self.idle:
             self.running.pop(call_id, None)
-            self.cancelled.discard(call_id)
             self.idle.notify_all()
 
     def cancel(self, call_id: int) -> None:
+        """The server gave up on the call: withdraw it, cancel it, or stop its stream."""
         with self.idle:
-            if call_id not in self.running:
+            running = self.running.get(call_id)
+            if running is None:
                 return  # already answered
-            self.cancelled.add(call_id)
-            handle = self.running[call_id]
+            running.cancelled = True
+            handle = running.handle
+        if running.window is not None:
+            running.window.close()  # a sync generator waiting for credit stops there
         if isinstance(handle, asyncio.Task):
             self.event_loop().call_soon_threadsafe(handle.cancel)
         elif handle is not None:
             handle.cancel()  # withdraws a sync call still queued for a thread; a running one finishes
 
-    def bind(self, msg: CallMsg, info: ApiInfo) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
-        """The call's context (with this process's `state`), positional and keyword arguments.
+    def credit(self, call_id: int, count: int) -> None:
+        with self.idle:
+            running = self.running.get(call_id)
+        if running is not None and running.window is not None:
+            running.window.grant(count)
 
-        Positionals travel as `__args__`: a root input (positional-only, `ProcessExecutor.call`)
-        and the server's `__metrics__(text)`."""
+    def bind(
+        self, msg: CallMsg, sig: Signature
+    ) -> tuple[Context | None, tuple[Any, ...], dict[str, Any]]:
+        """The call's context (with this process's `state`), positional and keyword arguments."""
         ctx = msg["ctx"]
         if ctx is not None:
             ctx.state = self.state
-        kwargs = msg["kwargs"]
-        if info["ctx_param"] is not None:
-            kwargs[info["ctx_param"]] = ctx
-        return ctx, kwargs.pop("__args__", ()), kwargs
+        args, kwargs = sig.bind(msg["kwargs"], ctx)
+        return ctx, args, kwargs
 
-    def call_sync(self, msg: CallMsg, info: ApiInfo) -> None:
-        from nbserve._sdk.context import current_context
-
+    def call_sync(
+        self, msg: CallMsg, sig: Signature, fn: Callable[..., Any], running: _Running
+    ) -> None:
         call_id = msg["id"]
-        ctx, args, kwargs = self.bind(msg, info)
-        token = current_context.set(ctx)
         try:
-            fn = getattr(self.instance, info["attr"])
-            if info["is_stream"]:
-                generator = fn(*args, **kwargs)
-                response = _response(ctx, info)  # with the first item: it leads the HTTP reply
-                try:
-                    for item in generator:
-                        if call_id in self.cancelled:
-                            break
-                        self.send(
-                            {"kind": "item", "id": call_id, "value": item, "response": response}
-                        )
-                        response = None
-                finally:
-                    generator.close()
-                self.send({"kind": "end", "id": call_id, "response": _response(ctx, info)})
-            else:
-                value = fn(*args, **kwargs)
-                self.send_result(call_id, value, _response(ctx, info))
-        except BaseException as exc:
-            self.send_error(call_id, exc)
-        finally:
-            current_context.reset(token)
-
-    async def call_async(self, msg: CallMsg, info: ApiInfo) -> None:
-        from nbserve._sdk.context import current_context
-
-        call_id = msg["id"]
-        ctx, args, kwargs = self.bind(msg, info)
-        current_context.set(ctx)  # the task's own context copy
-        try:
-            fn = getattr(self.instance, info["attr"])
-            if info["is_stream"]:
-                response = _response(ctx, info)  # with the first item: it leads the HTTP reply
-                async for item in fn(*args, **kwargs):
-                    self.send({"kind": "item", "id": call_id, "value": item, "response": response})
+            ctx, args, kwargs = self.bind(msg, sig)
+            if not sig.is_stream:
+                value = call_sync(fn, args, kwargs, ctx)
+                self.send_result(call_id, value, _response(ctx, sig))
+                return
+            assert running.window is not None
+            steps = SyncSteps(call_sync(fn, args, kwargs, ctx), ctx)
+            response = _response(ctx, sig)  # with the first item: it leads the HTTP reply
+            try:
+                while running.window.take():  # False once the server cancelled the stream
+                    item = steps.step()
+                    if item is END:
+                        break
+                    self.send(ItemMsg(kind="item", id=call_id, value=item, response=response))
                     response = None
-                self.send({"kind": "end", "id": call_id, "response": _response(ctx, info)})
+            finally:
+                steps.close()
+            if running.cancelled:
+                self.send_error(call_id, asyncio.CancelledError("stream abandoned"), "cancelled")
             else:
-                value = fn(*args, **kwargs)
-                if inspect.isawaitable(value):  # hooks may be plain functions, run here on the loop
-                    value = await value
-                self.send_result(call_id, value, _response(ctx, info))
+                self.send(EndMsg(kind="end", id=call_id, response=_response(ctx, sig)))
+        except BaseException as exc:
+            self.send_error(call_id, exc, "cancelled" if running.cancelled else None)
+
+    async def call_async(
+        self, msg: CallMsg, sig: Signature, fn: Callable[..., Any], running: _Running
+    ) -> None:
+        call_id = msg["id"]
+        try:
+            ctx, args, kwargs = self.bind(msg, sig)
+            if not sig.is_stream:
+                value = await call_async(fn, args, kwargs, ctx)
+                self.send_result(call_id, value, _response(ctx, sig))
+                return
+            assert running.window is not None
+            current_context.set(ctx)  # the task's own context copy: the generator runs in it
+            response = _response(ctx, sig)  # with the first item: it leads the HTTP reply
+            items = fn(*args, **kwargs)
+            try:
+                while True:
+                    if not await running.window.take_async():  # the server cancelled it
+                        raise asyncio.CancelledError
+                    try:
+                        item = await items.__anext__()
+                    except StopAsyncIteration:
+                        break
+                    self.send(ItemMsg(kind="item", id=call_id, value=item, response=response))
+                    response = None
+            finally:
+                await items.aclose()
+            self.send(EndMsg(kind="end", id=call_id, response=_response(ctx, sig)))
         except BaseException as exc:  # CancelledError too: the server waits for an answer
-            self.send_error(call_id, exc)
+            self.send_error(call_id, exc, "cancelled" if running.cancelled else None)
 
     def send_result(self, call_id: int, value: Any, response: Any) -> None:
         try:
-            self.send({"kind": "result", "id": call_id, "value": value, "response": response})
+            self.send(ResultMsg(kind="result", id=call_id, value=value, response=response))
         except Exception as exc:
             msg = f"the API returned a {type(value).__name__}, which cannot be sent from the worker process ({exc}); return plain data, arrays or dataclasses"
             self.send_error(call_id, TypeError(msg))
 
-    def send_error(self, call_id: int, exc: BaseException) -> None:
+    def send_error(
+        self, call_id: int, exc: BaseException, abandoned: Abandoned | None = None
+    ) -> None:
         tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         message = f"{type(exc).__name__}: {exc}"
+        error: BaseException | None = captured(exc)
         try:
-            self.send(
-                {"kind": "error", "id": call_id, "error": exc, "message": message, "traceback": tb}
-            )
+            self.send(ErrorMsg(kind="error", id=call_id, error=error, message=message, traceback=tb, abandoned=abandoned))  # fmt: skip
         except Exception:  # the exception itself does not pickle; its text does
-            self.send(
-                {"kind": "error", "id": call_id, "error": None, "message": message, "traceback": tb}
-            )
+            error = None
+            self.send(ErrorMsg(kind="error", id=call_id, error=error, message=message, traceback=tb, abandoned=abandoned))  # fmt: skip
 
     # --- main loop -----------------------------------------------------------------------------
     def serve(self) -> int:
@@ -304,28 +342,96 @@ class Worker:
         init = read_message(self.reader)
         if init is None:
             return 1
-        if not self.start(init):
+        if init["kind"] != "init" or not self.start(init):
             return 3
         while True:
             msg = read_message(self.reader)
             if msg is None:  # the server closed the pipe or died
                 return 1
-            kind = msg["kind"]
-            if kind == "call":
+            if msg["kind"] == "call":
                 self.call(msg)
-            elif kind == "cancel":
+            elif msg["kind"] == "credit":
+                self.credit(msg["id"], msg["count"])
+            elif msg["kind"] == "cancel":
                 self.cancel(msg["id"])
-            elif kind == "stop":
+            elif msg["kind"] == "stop":
                 self.stop(msg["timeout"])
                 return 0
+
+
+class _Running:
+    """A call the worker has not answered yet."""
+
+    __slots__ = ("cancelled", "handle", "window")
+
+    def __init__(self, window: StreamWindow | None) -> None:
+        self.handle: concurrent.futures.Future[None] | asyncio.Task[None] | None = None
+        """The pool future or loop task running it; None while it is being scheduled."""
+        self.cancelled = False
+        """The server sent `cancel`: its answer will be dropped."""
+        self.window = window
+        """For streams: the items it may still send before the server grants more."""
+
+
+class StreamWindow:
+    """Flow control of one stream: how many items the worker may send before the server takes
+    them (`transport.WINDOW`). A sync generator waits for credit in its thread, an async one on
+    the worker's loop; credit arrives on the reading thread."""
+
+    def __init__(self, size: int) -> None:
+        self._free = size
+        self._closed = False
+        self._cond = threading.Condition()
+        self._wakeup: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def grant(self, count: int) -> None:
+        with self._cond:
+            self._free += count
+            self._cond.notify_all()
+            loop, wakeup = self._loop, self._wakeup
+        if loop is not None and wakeup is not None:
+            loop.call_soon_threadsafe(wakeup.set)
+
+    def close(self) -> None:
+        """The stream was cancelled: whoever waits for credit stops waiting (and gets False)."""
+        with self._cond:
+            self._closed = True
+        self.grant(0)
+
+    def take(self) -> bool:
+        """Block until one item may be sent; False when the stream was cancelled."""
+        with self._cond:
+            while self._free <= 0 and not self._closed:
+                self._cond.wait()
+            if self._closed:
+                return False
+            self._free -= 1
+            return True
+
+    async def take_async(self) -> bool:
+        """`take()` on the worker's loop."""
+        while True:
+            with self._cond:
+                if self._closed:
+                    return False
+                if self._free > 0:
+                    self._free -= 1
+                    return True
+                if self._wakeup is None:
+                    self._wakeup = asyncio.Event()
+                    self._loop = asyncio.get_running_loop()
+                self._wakeup.clear()
+                wakeup = self._wakeup
+            await wakeup.wait()
 
 
 async def _awaited(awaitable: Any) -> Any:
     return await awaitable
 
 
-def _response(ctx: Any, info: ApiInfo) -> Any:
-    return ctx.response if ctx is not None and info["ctx_param"] is not None else None
+def _response(ctx: Context | None, sig: Signature) -> ResponseContext | None:
+    return ctx.response if ctx is not None and sig.ctx_param is not None else None
 
 
 def main(argv: list[str]) -> None:

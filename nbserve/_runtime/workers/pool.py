@@ -22,7 +22,7 @@ import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Literal
 
-from nbserve._runtime.executor import root_args
+from nbserve._runtime.invoke import Signature
 from nbserve._runtime.placement import (
     Device,
     WorkerPlacement,
@@ -33,7 +33,7 @@ from nbserve._runtime.placement import (
 from nbserve._runtime.workers.process import WorkerProcess, cpu_threads_per_worker, exit_reason
 from nbserve._runtime.workers.routing import Router, Slot
 from nbserve._runtime.workers.shipping import pack_service
-from nbserve._runtime.workers.transport import ApiInfo, InitMsg
+from nbserve._runtime.workers.transport import InitMsg, StopMsg, ToServer
 from nbserve.exceptions import WorkerError
 
 if TYPE_CHECKING:
@@ -94,7 +94,7 @@ class ProcessExecutor:
         self._init: InitMsg | None = None
         self._first_ready: asyncio.Future[None] | None = None
         self._closing = False
-        self._hooks: dict[str, ApiInfo] = {}
+        self._hooks: dict[str, Signature] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -175,18 +175,17 @@ class ProcessExecutor:
         return plan_placement(gpu, self.workers, devices, self.strict_gpu, warn=self.logger.warning)
 
     def _init_message(self) -> InitMsg:
-        apis = {
-            api.name: ApiInfo(
-                attr=getattr(api, "attr", api.func.__name__),  # set by __set_name__ in a class body
-                is_async=api.is_async,
-                is_stream=api.is_stream,
-                ctx_param=api.ctx_param,
-            )
-            for api in self.service.apis.values()
-        }
-        # Probes and __metrics__ run on the worker's loop thread, never queued behind API calls.
+        apis = {api.name: Signature.of(api) for api in self.service.apis.values()}
+        # Probes and __metrics__ run on the worker's loop thread, never queued behind API calls;
+        # `__metrics__(text)` takes the text positionally, as a root input does.
         self._hooks = {
-            name: ApiInfo(attr=name, is_async=True, is_stream=False, ctx_param=None)
+            name: Signature(
+                attr=name,
+                is_async=True,
+                is_stream=False,
+                ctx_param=None,
+                root="text" if name == "__metrics__" else None,
+            )
             for name in _HOOKS
             if callable(getattr(self.service.inner, name, None))
         }
@@ -248,7 +247,7 @@ class ProcessExecutor:
                 continue
             # A ready worker drains and runs on_shutdown; one still in __init__ has nothing to shut.
             if slot.state != "ready" or not process.send(
-                {"kind": "stop", "timeout": self.stop_timeout}
+                StopMsg(kind="stop", timeout=self.stop_timeout)
             ):
                 process.kill()
             slot.state = "stopping"
@@ -261,15 +260,14 @@ class ProcessExecutor:
         slot.state = "stopped"
 
     # --- what the workers say -------------------------------------------------------------------
-    def _on_message(self, slot: Slot, process: WorkerProcess, msg: Any) -> None:
+    def _on_message(self, slot: Slot, process: WorkerProcess, msg: ToServer) -> None:
         if slot.process is not process:
             return  # a late message from a process already replaced
-        kind = msg["kind"]
-        if kind in ("result", "error", "item", "end"):
-            self.router.deliver(slot, msg)
-        elif kind == "loading":  # start progress: the worker is loading the class, __init__ next
+        if (
+            msg["kind"] == "loading"
+        ):  # start progress: the worker is loading the class, __init__ next
             process.loading = True
-        elif kind == "ready":
+        elif msg["kind"] == "ready":
             slot.state = "stopping" if self._closing else "ready"
             slot.ready_at = asyncio.get_running_loop().time()
             slot.init_failures = 0
@@ -278,12 +276,14 @@ class ProcessExecutor:
                 "worker %d ready (pid %d) on %s", slot.index, msg["pid"], slot.placement.describe()
             )
             self._settle()
-        elif kind == "init_failed":
+        elif msg["kind"] == "init_failed":
             process.init_error = (
                 f"{self.service.name}.__init__ failed in worker {slot.index}: {msg['error']}"
             )
             self.logger.error("%s\n%s", process.init_error, msg["traceback"].rstrip())
             process.init_traceback = msg["traceback"].rstrip()
+        elif msg["kind"] != "stopped":  # result, error, item or end: the answer to a call
+            self.router.deliver(slot, msg)
 
     def _on_eof(self, slot: Slot, process: WorkerProcess) -> None:
         if slot.process is process and not process.reaping:
@@ -365,15 +365,16 @@ class ProcessExecutor:
 
     # --- the Executor interface -----------------------------------------------------------------
     async def call(self, api: APIMethod[..., Any], kwargs: dict[str, Any], ctx: Context) -> Any:
+        # Arguments are bound in the worker (invoke.Signature.bind), as the inline executor does.
         return await self.router.call(
-            api.name, not api.is_async, _positional(api, kwargs), ctx if api.ctx_param else None
+            api.name, not api.is_async, kwargs, ctx if api.ctx_param else None
         )
 
     def stream(
         self, api: APIMethod[..., Any], kwargs: dict[str, Any], ctx: Context
     ) -> AsyncIterator[Any]:
         return self.router.stream(
-            api.name, not api.is_async, _positional(api, kwargs), ctx if api.ctx_param else None
+            api.name, not api.is_async, kwargs, ctx if api.ctx_param else None
         )
 
     async def check(self, probe: Probe) -> bool:
@@ -387,18 +388,11 @@ class ProcessExecutor:
         text += self.metrics_lines()
         if "__metrics__" not in self._hooks or not self.ready:
             return text
-        return str(await self.router.call("__metrics__", False, {"__args__": (text,)}, None))
+        return str(await self.router.call("__metrics__", False, {"text": text}, None))
 
     def __repr__(self) -> str:
         states = ", ".join(f"{s.index}:{s.state}" for s in self.slots)
         return f"<ProcessExecutor {self.service.name} [{states}]>"
-
-
-def _positional(api: APIMethod[..., Any], kwargs: dict[str, Any]) -> dict[str, Any]:
-    """A root input is positional-only: it travels as `__args__` (see `entry.Worker.bind`)."""
-    if args := root_args(api, kwargs):
-        kwargs["__args__"] = args
-    return kwargs
 
 
 def _note_init_traceback(error: WorkerError, slots: list[Slot]) -> None:
@@ -416,8 +410,8 @@ def _start_progress(slot: Slot) -> dict[str, Any]:
     state otherwise) and the worker's CPU threads (`OMP_NUM_THREADS` as the worker sees it)."""
     process = slot.process
     phase: str = slot.state
-    if slot.state in ("starting", "restarting") and process is not None and process.pid:
-        phase = "loading" if process.loading else "started"
+    if slot.state in ("starting", "restarting"):  # spawned or being spawned: "started"
+        phase = "loading" if process is not None and process.loading else "started"
     threads = process.thread_env.get("OMP_NUM_THREADS") if process is not None else None
     return {"phase": phase, "cpu_threads": int(threads) if threads and threads.isdigit() else None}
 
@@ -425,3 +419,10 @@ def _start_progress(slot: Slot) -> dict[str, Any]:
 def _label(value: str) -> str:
     """A Prometheus label value: backslash, quote and newline escaped."""
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+if TYPE_CHECKING:
+    from nbserve._runtime.executor import Executor
+
+    def _is_an_executor(executor: ProcessExecutor) -> Executor:
+        return executor  # mypy checks ProcessExecutor against the protocol here

@@ -33,10 +33,9 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from nbserve._runtime.placement import WorkerPlacement
-from nbserve._runtime.workers.transport import FrameReader, encode
+from nbserve._runtime.workers.transport import FrameReader, InitMsg, ToServer, ToWorker, encode
 
 __all__ = [
     "CPU_THREAD_VARS",
@@ -146,7 +145,7 @@ class WorkerProcess:
         index: int,
         placement: WorkerPlacement,
         *,
-        on_message: Callable[[Any], None],
+        on_message: Callable[[ToServer], None],
         on_eof: Callable[[], None],
         logger: logging.Logger,
         env: dict[str, str] | None = None,
@@ -201,7 +200,7 @@ class WorkerProcess:
             )
         return env
 
-    async def start(self, init: Any) -> None:
+    async def start(self, init: InitMsg) -> None:
         """Spawn the process and send it `init`."""
         loop = asyncio.get_running_loop()
         cmd_r, cmd_w = os.pipe()
@@ -245,7 +244,7 @@ class WorkerProcess:
         self._transports = [writer, reader, lines]
         self.send(init)
 
-    def send(self, message: Any) -> bool:
+    def send(self, message: ToWorker) -> bool:
         """Queue `message` for the worker; False when it can no longer be reached."""
         writer = self._writer
         if writer is None or writer.is_closing():

@@ -7,9 +7,14 @@
   benchmarks/serving.py). More wait here, in the server, in arrival order: a call queued
   inside a worker is lost with it if it crashes. Async calls are not limited, as in BentoML.
 - Every call gets exactly one terminal answer from its worker (`result`, `error` or `end`), or
-  fails when the worker dies. A cancelled caller (a timeout, a client that left) sends `cancel`
-  and still waits for that answer: the executor contract is that a call returns only when the
-  work has ended.
+  fails when the worker dies. A caller cancelled (a timeout, a client that left) while its call
+  still waits here for a worker raises `Withdrawn`: it never reaches one. Once sent, the
+  cancelled caller sends `cancel` and raises `WorkContinues` at once, with a future of the
+  call's `Outcome` (the executor contract, docs/internals.md): the client gets its 504 at the
+  deadline, even from a call that hangs, while the call keeps its place in the worker's
+  capacity until the worker's terminal answer says it really ended. That answer is dropped.
+- Streams are flow-controlled: the worker sends at most `transport.WINDOW` items ahead of what
+  the caller has taken, and each `CREDIT_BATCH` items taken grant it as many more.
 """
 
 from __future__ import annotations
@@ -22,8 +27,20 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from nbserve._runtime.executor import Outcome, Withdrawn
 from nbserve._runtime.placement import WorkerPlacement
+from nbserve._runtime.traffic import WorkContinues
 from nbserve._runtime.workers.process import WorkerProcess
+from nbserve._runtime.workers.transport import (
+    CREDIT_BATCH,
+    CallMsg,
+    CancelMsg,
+    CreditMsg,
+    EndMsg,
+    ErrorMsg,
+    ItemMsg,
+    ResultMsg,
+)
 from nbserve._sdk.context import Context, ResponseContext
 from nbserve.exceptions import ServiceUnavailable, WorkerError
 
@@ -41,8 +58,10 @@ class Call:
     future: asyncio.Future[Any]
     items: asyncio.Queue[Any] | None = None
     """For streams: the items, then `_END` or the exception."""
-    ended: asyncio.Future[None] | None = None
-    """Set when the worker has finished with the call (awaited after a cancellation)."""
+    taken: int = 0
+    """For streams: items taken by the caller since the worker was last granted credit."""
+    ended: asyncio.Future[Outcome] | None = None
+    """Made when the caller abandons the call: its outcome, once the worker has finished it."""
 
 
 @dataclass(eq=False)
@@ -107,7 +126,7 @@ class Router:
             except asyncio.CancelledError:
                 if waiter.done() and not waiter.cancelled():
                     self.wake_one()  # pass the wake-up on, or the next in line would never get it
-                raise
+                raise Withdrawn from None  # it never reached a worker
 
     def release(self, slot: Slot, call: Call) -> None:
         if call.sync:
@@ -146,13 +165,7 @@ class Router:
         slot.calls[call.id] = call
         process = slot.process
         assert process is not None
-        message = {
-            "kind": "call",
-            "id": call.id,
-            "api": api,
-            "kwargs": kwargs,
-            "ctx": _ctx_for_worker(ctx),
-        }
+        message = CallMsg(kind="call", id=call.id, api=api, kwargs=kwargs, ctx=_ctx_for_worker(ctx))
         try:
             sent = process.send(message)
         except Exception:  # the arguments do not pickle: the caller's error, not the worker's
@@ -166,53 +179,67 @@ class Router:
     async def call(self, api: str, sync: bool, kwargs: dict[str, Any], ctx: Context | None) -> Any:
         slot, call = await self.send(api, sync, kwargs, ctx, False)
         try:
-            # Cancelling the caller cancels this future too; the worker's answer is then dropped.
             return await call.future
         except asyncio.CancelledError:
-            await self._abandon(slot, call)
-            raise
+            ended = self._abandon(slot, call)
+            if ended is None:  # answered meanwhile: nothing goes on
+                raise
+            raise WorkContinues(ended) from None
 
     async def stream(
         self, api: str, sync: bool, kwargs: dict[str, Any], ctx: Context | None
     ) -> AsyncIterator[Any]:
         slot, call = await self.send(api, sync, kwargs, ctx, True)
-        assert call.items is not None
+        items = call.items
+        assert items is not None
         finished = False
         try:
             while True:
-                item = await call.items.get()
+                item = await items.get()
                 if item is _END:
                     finished = True
                     return
                 if isinstance(item, BaseException):
                     finished = True
                     raise item
+                call.taken += 1
+                if call.taken >= CREDIT_BATCH:
+                    self._credit(slot, call)
                 yield item
+        except asyncio.CancelledError:  # a timeout, or the server stopping: as `call` does
+            finished = True
+            ended = self._abandon(slot, call)
+            if ended is None:
+                raise
+            raise WorkContinues(ended) from None
         finally:
-            if not finished:  # the client left (aclose) or the request was cancelled
-                await self._abandon(slot, call)
+            if not finished:  # the client left (aclose): nobody waits for the worker's answer
+                self._abandon(slot, call)
 
-    async def _abandon(self, slot: Slot, call: Call) -> None:
-        """The caller gave up: tell the worker, then wait (uncancellably) until it has finished."""
+    def _credit(self, slot: Slot, call: Call) -> None:
+        """The caller took `call.taken` items: the worker may send as many more."""
+        if call.id in slot.calls and slot.process is not None:
+            slot.process.send(CreditMsg(kind="credit", id=call.id, count=call.taken))
+        call.taken = 0
+
+    def _abandon(self, slot: Slot, call: Call) -> asyncio.Future[Outcome] | None:
+        """The caller gave up: tell the worker; a future of the call's outcome, None if it ended."""
         if call.id not in slot.calls:
-            return
+            return None
         call.ended = asyncio.get_running_loop().create_future()
-        if slot.process is not None:
-            slot.process.send({"kind": "cancel", "id": call.id})
-        while not call.ended.done():
-            try:
-                await asyncio.shield(call.ended)
-            except asyncio.CancelledError:
-                continue
+        if slot.process is not None:  # else the reaper fails the call, which ends it
+            slot.process.send(CancelMsg(kind="cancel", id=call.id))
+        return call.ended
 
     # --- answers --------------------------------------------------------------------------------
-    def deliver(self, slot: Slot, msg: Any) -> None:
+    def deliver(self, slot: Slot, msg: ResultMsg | ErrorMsg | ItemMsg | EndMsg) -> None:
         """A `result`, `error`, `item` or `end` message from the worker in `slot`."""
         call = slot.calls.get(msg["id"])
         if call is None:
             return
-        kind = msg["kind"]
-        if kind == "item":
+        if msg["kind"] == "item":
+            if call.ended is not None:
+                return  # abandoned: sent before the worker read the cancel
             assert call.items is not None
             if msg["response"] is not None and call.ctx is not None:  # the first item's
                 _apply_response(call.ctx.response, msg["response"])
@@ -220,14 +247,18 @@ class Router:
             return
         del slot.calls[call.id]  # a terminal answer: the worker is done with this call
         self.release(slot, call)
-        if call.ended is not None and not call.ended.done():
-            call.ended.set_result(None)
-        if kind == "error":
-            outcome: Any = _remote_error(msg, slot.index)
+        if call.ended is not None:  # abandoned: the caller is gone, this only ends the work
+            if not call.ended.done():
+                abandoned = msg["abandoned"] if msg["kind"] == "error" else None
+                call.ended.set_result(abandoned or "finished")
+            return
+        outcome: Any
+        if msg["kind"] == "error":
+            outcome = _remote_error(msg, slot.index)
         else:
             if msg["response"] is not None and call.ctx is not None:
                 _apply_response(call.ctx.response, msg["response"])
-            outcome = msg.get("value") if kind == "result" else _END
+            outcome = msg["value"] if msg["kind"] == "result" else _END
         if call.items is not None:
             call.items.put_nowait(outcome)
         elif call.future.done():
@@ -244,7 +275,7 @@ class Router:
         for call in calls.values():
             exc = ServiceUnavailable(f"{reason} while handling this request; it is being restarted")
             if call.ended is not None and not call.ended.done():
-                call.ended.set_result(None)
+                call.ended.set_result("cancelled")  # it died with the worker
             if call.items is not None:
                 call.items.put_nowait(exc)
             elif not call.future.done():
@@ -271,7 +302,7 @@ def _apply_response(target: ResponseContext, source: ResponseContext) -> None:
     target.cookies[:] = source.cookies
 
 
-def _remote_error(msg: Any, worker: int) -> BaseException:
+def _remote_error(msg: ErrorMsg, worker: int) -> BaseException:
     exc: BaseException | None = msg["error"]
     if not isinstance(exc, Exception):  # unpicklable, or a BaseException a future must not carry
         exc = WorkerError(f"worker {worker}: {msg['message']}", error_code=500)

@@ -30,9 +30,15 @@ from typing import Any, Literal, Protocol, TypedDict
 
 import cloudpickle
 
+from nbserve._runtime.invoke import Signature
+
 __all__ = [
+    "CREDIT_BATCH",
+    "WINDOW",
+    "Abandoned",
     "CallMsg",
     "CancelMsg",
+    "CreditMsg",
     "EndMsg",
     "ErrorMsg",
     "FrameReader",
@@ -43,6 +49,8 @@ __all__ = [
     "ResultMsg",
     "StopMsg",
     "StoppedMsg",
+    "ToServer",
+    "ToWorker",
     "encode",
     "read_message",
     "write_message",
@@ -54,20 +62,23 @@ _LEN = struct.Struct("<Q")
 _OUT_OF_BAND_MIN = 8192
 
 
+WINDOW = 8
+"""Stream items a worker may send ahead of what the server has handed to its HTTP client.
+
+The server grants more (`CreditMsg`) as its handler takes items, and its handler takes the next
+one only after the previous one was flushed to the client's socket: a slow reader slows the
+producer, and the server holds at most this many items of a stream however large they are."""
+CREDIT_BATCH = 4
+"""The server grants credit in batches of this many items: one pipe write per 4 items, not 1."""
+
+
 # --- messages: server → worker -----------------------------------------------------------------
-class ApiInfo(TypedDict):
-    attr: str
-    """The attribute of the user's class that holds the API's function."""
-    is_async: bool
-    is_stream: bool
-    ctx_param: str | None
-
-
 class InitMsg(TypedDict):
     kind: Literal["init"]
     service: bytes
     """cloudpickle of `ServiceRef` (see `entry.py`): the user class, by value or by import path."""
-    apis: dict[str, ApiInfo]
+    apis: dict[str, Signature]
+    """How to call each API and probe hook, by name (the same `Signature` the inline executor uses)."""
     startup: list[str]
     shutdown: list[str]
     sys_path: list[str]
@@ -86,8 +97,18 @@ class CallMsg(TypedDict):
 
 
 class CancelMsg(TypedDict):
+    """The caller gave up (timeout, client gone): abandon the call. It still gets one answer."""
+
     kind: Literal["cancel"]
     id: int
+
+
+class CreditMsg(TypedDict):
+    """The server took `count` more items of stream `id`: the worker may send that many more."""
+
+    kind: Literal["credit"]
+    id: int
+    count: int
 
 
 class StopMsg(TypedDict):
@@ -96,6 +117,12 @@ class StopMsg(TypedDict):
 
 
 # --- messages: worker → server -----------------------------------------------------------------
+class LoadingMsg(TypedDict):
+    """The worker has its message loop and is loading the class (`__init__` next)."""
+
+    kind: Literal["loading"]
+
+
 class ReadyMsg(TypedDict):
     kind: Literal["ready"]
     pid: int
@@ -116,6 +143,10 @@ class ResultMsg(TypedDict):
     """`ctx.response` after the call (a `ResponseContext`), or None when the API takes no ctx."""
 
 
+Abandoned = Literal["withdrawn", "cancelled"]
+"""How an abandoned call ended without a value: never started, or cancelled while it ran."""
+
+
 class ErrorMsg(TypedDict):
     kind: Literal["error"]
     id: int
@@ -123,6 +154,8 @@ class ErrorMsg(TypedDict):
     """The exception itself when it pickles, else None and `message` only."""
     message: str
     traceback: str
+    abandoned: Abandoned | None
+    """Set when the error is the server's own `cancel` taking effect."""
 
 
 class ItemMsg(TypedDict):
@@ -143,8 +176,13 @@ class StoppedMsg(TypedDict):
     kind: Literal["stopped"]
 
 
-ToWorker = InitMsg | CallMsg | CancelMsg | StopMsg
-ToServer = ReadyMsg | InitFailedMsg | ResultMsg | ErrorMsg | ItemMsg | EndMsg | StoppedMsg
+ToWorker = InitMsg | CallMsg | CancelMsg | CreditMsg | StopMsg
+"""Every message the server sends; `kind` tells them apart (mypy narrows on it)."""
+ToServer = (
+    LoadingMsg | ReadyMsg | InitFailedMsg | ResultMsg | ErrorMsg | ItemMsg | EndMsg | StoppedMsg
+)
+"""Every message a worker sends."""
+Message = ToWorker | ToServer
 
 
 # --- encoding ----------------------------------------------------------------------------------
@@ -182,7 +220,7 @@ class _FastPickler(pickle.Pickler):
         return NotImplemented
 
 
-def encode(message: Any) -> list[bytes | memoryview]:
+def encode(message: Message) -> list[bytes | memoryview]:
     """The frame for `message`: the header and payload joined, then each out-of-band buffer."""
     buffers: list[memoryview] = []
 
@@ -201,7 +239,7 @@ def encode(message: Any) -> list[bytes | memoryview]:
         stream = io.BytesIO()
         cloudpickle.Pickler(stream, protocol=5, buffer_callback=out_of_band).dump(message)
     payload = stream.getbuffer()
-    call_id = message.get("id", -1) if isinstance(message, dict) else -1
+    call_id: int = message.get("id", -1)  # type: ignore[assignment]  # absent from some kinds
     head = _PREFIX.pack(len(buffers), payload.nbytes, call_id) + b"".join(
         _LEN.pack(b.nbytes) for b in buffers
     )
@@ -218,7 +256,7 @@ class FrameReader:
     A message that fails to unpickle is delivered as an `ErrorMsg` for its call id.
     """
 
-    def __init__(self, on_message: Callable[[Any], None]) -> None:
+    def __init__(self, on_message: Callable[[ToServer], None]) -> None:
         self._on_message = on_message
         self._buf = bytearray()
 
@@ -252,11 +290,14 @@ class FrameReader:
             self._buf = bytearray(data[pos:])
 
     def _dispatch(self, call_id: int, payload: memoryview, buffers: list[bytearray]) -> None:
+        message: ToServer
         try:
             message = _decode(payload, buffers)
         except Exception as exc:
             text = f"the worker's reply could not be unpickled in the server process: {type(exc).__name__}: {exc}; return types the server can import (plain data, arrays, classes from installed modules)"
-            message = ErrorMsg(kind="error", id=call_id, error=None, message=text, traceback="")
+            message = ErrorMsg(
+                kind="error", id=call_id, error=None, message=text, traceback="", abandoned=None
+            )
         finally:
             payload.release()
         self._on_message(message)
@@ -279,7 +320,7 @@ def _read_exact(stream: Readable, n: int) -> bytearray | None:
     return buf
 
 
-def read_message(stream: Readable) -> Any | None:
+def read_message(stream: Readable) -> ToWorker | None:
     """Block until one whole message arrives; None when the other end has closed.
 
     `stream` is buffered (`os.fdopen(fd, "rb")`), so a small message costs one read syscall.
@@ -303,10 +344,11 @@ def read_message(stream: Readable) -> Any | None:
         if buf is None:
             return None
         buffers.append(buf)
-    return _decode(payload, buffers)
+    message: ToWorker = _decode(payload, buffers)
+    return message
 
 
-def write_message(fd: int, message: Any, lock: threading.Lock) -> None:
+def write_message(fd: int, message: ToServer, lock: threading.Lock) -> None:
     """Encode `message` and write it whole (several threads may call this; `lock` orders them)."""
     pieces = encode(message)
     with lock:
