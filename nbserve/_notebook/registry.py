@@ -25,6 +25,7 @@ import logging
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from nbserve._notebook import discovery
@@ -55,13 +56,29 @@ class RollbackError(ValueError):
 
 
 def _start(
-    service: Service[Any], name: str, options: ServeOptions, token: str | None, port: int
+    service: Service[Any],
+    name: str,
+    options: ServeOptions,
+    token: str | None,
+    port: int,
+    admin_secret: str,
+    on_admin_stop: Callable[[], None],
 ) -> ServiceHandle:
-    from nbserve._runtime.server import serve
+    from nbserve._runtime.server import Server, ServiceHandle, as_service
 
-    handle = serve(
-        service, host=options.host, port=port, workers=options.workers, token=token, name=name
+    server = Server(
+        as_service(service),
+        host=options.host,
+        port=port,
+        workers=options.workers,
+        token=token,
+        name=name,
+        # The Jupyter server extension's way in (status, logs, stop), read from the discovery file.
+        admin_secret=admin_secret,
+        on_admin_stop=on_admin_stop,
     )
+    server.start()
+    handle = ServiceHandle(server)
     try:
         # No timeout: the cell runs until the model has loaded, as a plain loading cell would,
         # and an interrupt (KeyboardInterrupt) stops the half-started server here.
@@ -138,11 +155,15 @@ class Registry:
         self, service: Service[Any], name: str, source: str | None, options: ServeOptions
     ) -> LiveService:
         token = _new_token(options.token)
-        handle = _start(service, name, options, token, options.port)
+        secret = secrets.token_urlsafe(32)
+        handle = _start(
+            service, name, options, token, options.port, secret, self._admin_stopper(name)
+        )
         try:
             entry = LiveService(
                 name, handle, Version(1, source, service, time.time()), options, token, self
             )
+            entry.admin_secret = secret
         except BaseException:  # e.g. a malformed NBSERVE_PUBLIC_URL: no server left behind
             handle.stop(timeout=5)
             raise
@@ -164,12 +185,13 @@ class Registry:
         port = options.port or entry.port
         entry.handle.stop(timeout=30)
         try:
+            admin = (entry.admin_secret, self._admin_stopper(entry.name))
             try:
-                handle = _start(service, entry.name, options, token, port)
+                handle = _start(service, entry.name, options, token, port, *admin)
             except OSError:
                 if options.port:
                     raise
-                handle = _start(service, entry.name, options, token, 0)
+                handle = _start(service, entry.name, options, token, 0, *admin)
             try:
                 entry.use(handle)
             except BaseException:
@@ -236,6 +258,21 @@ class Registry:
             log.exception("stopping nbserve services at shutdown failed")
 
     # --- helpers ----------------------------------------------------------------------------
+    def _admin_stopper(self, name: str) -> Callable[[], None]:
+        """What the service's admin stop route calls (the Services panel's Stop button)."""
+
+        def stop() -> None:
+            try:
+                entry = self.get(name)
+            except UnknownServiceError:
+                return  # stopped from the notebook meanwhile
+            try:
+                entry.stop()  # forgets it, removes the discovery file, refreshes its status output
+            except Exception:
+                log.exception("stopping %s from the Jupyter server extension failed", name)
+
+        return stop
+
     def _advertise(self, entry: LiveService) -> None:
         """(Re)write the discovery file; failing to write it must not fail serving."""
         record = discovery.record(
@@ -245,6 +282,8 @@ class Registry:
             url=entry.url,
             routes=entry.routes,
             token=entry.token,
+            admin_secret=entry.admin_secret,
+            mode=entry.mode,
             version=entry.versions[-1].number,
         )
         try:

@@ -60,6 +60,8 @@ class Server:
         token: str | None = None,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
         name: str | None = None,
+        admin_secret: str | None = None,
+        on_admin_stop: Callable[[], None] | None = None,
     ) -> None:
         if (
             isinstance(max_body_size, bool)
@@ -74,6 +76,10 @@ class Server:
         self.name = name or service.name
         self.host = host
         self.token = token
+        self.admin_secret = admin_secret
+        """Enables `/_nbserve/admin/*` (admin.py) for whoever holds it: the Jupyter server extension."""
+        self.on_admin_stop = on_admin_stop
+        """Called (on a thread of its own) when the admin stop route is asked; else the server stops itself."""
         self.max_body_size = max_body_size
         self.workers = workers
         self.server_header = _server_header(service)
