@@ -1,0 +1,260 @@
+"""The proxy `{base_url}nbserve/services/<name>/...` (`nbserve/_jupyter/proxy.py`), end to end.
+
+A real Jupyter server with nbserve's extension, and a live service with a bearer token served
+the way a kernel serves one (registry + discovery file): JSON, a multipart upload and a chunked
+request body round-trip; chunked and SSE streams arrive item by item (the stream cannot end
+before the test has received its first item through the proxy); headers are rewritten as a
+proxy should; paths that try to leave the service are refused.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jupyter_helpers import fetch, serve_here, server_url
+
+import nbserve
+
+pytestmark = pytest.mark.slow
+
+GATE = threading.Event()
+"""Holds the gated streams after their first item until the test has received that item."""
+
+
+@nbserve.service(traffic={"timeout": 60})
+class Relay:
+    @nbserve.api
+    def echo(self, data: dict[str, Any]) -> dict[str, Any]:
+        return {"got": data}
+
+    @nbserve.api
+    def upload(self, doc: Path, note: str = "") -> dict[str, Any]:
+        return {"name": doc.name, "text": doc.read_text(), "note": note}
+
+    @nbserve.api
+    def gated(self) -> Generator[str, None, None]:
+        yield "first"
+        # Released only once the client got "first" through the proxy; a buffering proxy
+        # would hold "first" back, the wait would time out, and the stream would say so.
+        yield "last" if GATE.wait(20) else "gate-timeout"
+
+    @nbserve.api
+    def seen(self, ctx: nbserve.Context) -> dict[str, Any]:
+        headers = dict(ctx.request.headers)
+        bearer = headers.pop("authorization", "")
+        return {
+            "headers": headers,
+            "bearer": bearer.startswith("Bearer "),
+            "path": ctx.request.path,
+        }
+
+
+@pytest.fixture
+def relay(discovery: Path) -> Any:
+    GATE.clear()
+    live = serve_here(Relay, "Relay")  # with a bearer token: every 200 below proves it was added
+    yield live
+    GATE.set()
+
+
+def _auth(jp_serverapp: Any) -> dict[str, str]:
+    return {"Authorization": f"token {jp_serverapp.identity_provider.token}"}
+
+
+async def test_json_round_trips_with_the_token_added_server_side(jp_fetch: Any, relay: Any) -> None:
+    response = await jp_fetch(
+        "nbserve",
+        "services",
+        "Relay",
+        "echo",
+        method="POST",
+        body=json.dumps({"data": {"a": [1, 2]}}),
+        headers={"Content-Type": "application/json"},
+    )
+    assert json.loads(response.body) == {"got": {"a": [1, 2]}}
+    assert response.headers["Content-Type"].startswith("application/json")
+
+
+async def test_a_multipart_upload_round_trips(jp_fetch: Any, relay: Any) -> None:
+    boundary = "nbserveboundary"
+    body = (
+        f"--{boundary}\r\n"
+        'Content-Disposition: form-data; name="doc"; filename="notes.txt"\r\n'
+        "Content-Type: text/plain\r\n\r\n"
+        "hello file\r\n"
+        f"--{boundary}\r\n"
+        'Content-Disposition: form-data; name="note"\r\n\r\n'
+        "n1\r\n"
+        f"--{boundary}--\r\n"
+    ).encode()
+    response = await jp_fetch(
+        "nbserve",
+        "services",
+        "Relay",
+        "upload",
+        method="POST",
+        body=body,
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    assert json.loads(response.body) == {"name": "notes.txt", "text": "hello file", "note": "n1"}
+
+
+async def test_a_chunked_request_body_is_streamed_upstream(
+    jp_url: str, jp_serverapp: Any, relay: Any
+) -> None:
+    parts = [b'{"data": ', b'{"streamed": ', b"true}}"]
+
+    async def produce(write: Any) -> None:
+        for part in parts:
+            await write(part)
+
+    response = await fetch(
+        server_url(jp_url, "nbserve/services/Relay/echo"),
+        method="POST",
+        body_producer=produce,
+        headers={**_auth(jp_serverapp), "Content-Type": "application/json"},
+    )
+    assert response.code == 200, response.body
+    assert json.loads(response.body) == {"got": {"streamed": True}}
+
+
+async def _stream(url: str, headers: dict[str, str]) -> list[str]:
+    """Read a gated stream; the service can only finish after the first item got here."""
+    events: list[str] = []
+
+    def on_chunk(chunk: bytes) -> None:
+        events.append(chunk.decode())
+        GATE.set()  # lets the service send its last item
+
+    response = await fetch(
+        url, method="POST", body=b"{}", headers=headers, streaming_callback=on_chunk
+    )
+    assert response.code == 200
+    return events
+
+
+async def test_a_chunked_stream_arrives_item_by_item(
+    jp_url: str, jp_serverapp: Any, relay: Any
+) -> None:
+    events = await _stream(
+        server_url(jp_url, "nbserve/services/Relay/gated"),
+        {**_auth(jp_serverapp), "Content-Type": "application/json"},
+    )
+    # The first item came through on its own, before the service could produce the last one.
+    assert events[0] == "first"
+    assert "".join(events) == "firstlast"
+
+
+async def test_sse_frames_arrive_before_the_stream_ends(
+    jp_url: str, jp_serverapp: Any, relay: Any
+) -> None:
+    events = await _stream(
+        server_url(jp_url, "nbserve/services/Relay/gated"),
+        {
+            **_auth(jp_serverapp),
+            "Content-Type": "application/json",
+            "Accept": "text/event-stream",
+        },
+    )
+    assert "first" in events[0]
+    assert "last" not in events[0]
+    assert "last" in "".join(events[1:])
+
+
+async def test_headers_are_rewritten_as_a_proxy_should(
+    jp_url: str, jp_serverapp: Any, relay: Any
+) -> None:
+    response = await fetch(
+        server_url(jp_url, "nbserve/services/Relay/seen"),
+        method="POST",
+        body=b"{}",
+        headers={
+            **_auth(jp_serverapp),
+            "Content-Type": "application/json",
+            "Cookie": "jupyter-login=secret",
+            "Connection": "keep-alive, X-Hop",
+            "X-Hop": "dropped",
+            "Keep-Alive": "timeout=5",
+            "X-End-To-End": "kept",
+        },
+    )
+    assert response.code == 200, response.body
+    seen = json.loads(response.body)
+    headers = seen["headers"]
+    assert seen["bearer"] is True  # the service's own token, never Jupyter's
+    assert "cookie" not in headers
+    assert "x-hop" not in headers
+    assert "keep-alive" not in headers
+    assert headers["x-end-to-end"] == "kept"
+    assert headers["x-forwarded-prefix"] == f"{jp_serverapp.base_url}nbserve/services/Relay"
+    assert headers["x-forwarded-for"] == "127.0.0.1"
+    assert headers["x-forwarded-proto"] == "http"
+    assert seen["path"] == "/seen"
+
+
+async def test_the_docs_page_works_through_the_proxy(
+    jp_url: str, jp_serverapp: Any, relay: Any
+) -> None:
+    bare = await fetch(server_url(jp_url, "nbserve/services/Relay"), headers=_auth(jp_serverapp))
+    assert bare.code in (301, 302)
+    assert bare.headers["Location"].endswith("/nbserve/services/Relay/")
+    page = await fetch(server_url(jp_url, "nbserve/services/Relay/"), headers=_auth(jp_serverapp))
+    assert page.code == 200
+    assert page.headers["Content-Type"].startswith("text/html")
+    schema = await fetch(
+        server_url(jp_url, "nbserve/services/Relay/schema.json"), headers=_auth(jp_serverapp)
+    )
+    assert [api["route"] for api in json.loads(schema.body)["routes"]] == [
+        "/echo",
+        "/upload",
+        "/gated",
+        "/seen",
+    ]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/../../api/contents",
+        "/%2e%2e/%2e%2e/api/contents",
+        "/..%2f..%2fapi/contents",
+        "//evil.example/echo",
+        "/http://evil.example/echo",
+        "/http:%2f%2fevil.example/echo",
+        "/a/./b",
+        "/a\\b",
+    ],
+)
+async def test_paths_that_leave_the_service_are_refused(
+    jp_url: str, jp_serverapp: Any, relay: Any, path: str
+) -> None:
+    response = await fetch(
+        server_url(jp_url, "nbserve/services/Relay") + path, headers=_auth(jp_serverapp)
+    )
+    assert response.code == 400, (path, response.code)
+    assert "refused to proxy" in json.loads(response.body)["message"]
+
+
+async def test_an_unknown_service_is_a_404_naming_it(
+    jp_url: str, jp_serverapp: Any, relay: Any
+) -> None:
+    response = await fetch(
+        server_url(jp_url, "nbserve/services/Nope/echo"), headers=_auth(jp_serverapp)
+    )
+    assert response.code == 404
+    assert "'Nope'" in json.loads(response.body)["message"]
+
+
+async def test_a_stopped_service_is_gone_from_the_proxy(
+    jp_url: str, jp_serverapp: Any, relay: Any
+) -> None:
+    relay.stop()
+    response = await fetch(
+        server_url(jp_url, "nbserve/services/Relay/"), headers=_auth(jp_serverapp)
+    )
+    assert response.code == 404
