@@ -109,14 +109,23 @@ export class ServicesPanel extends Widget {
     const meta = el(
       'div',
       'jp-nbserve-owner',
-      `${owner(service)} · ${totalRequests(service)} requests` +
+      `${owner(service)} · ${plural(totalRequests(service), 'request')}` +
         (service.shadowed ? ' · shadowed by a newer service of this name' : '')
     );
 
     const table = el('table', 'jp-nbserve-routes');
     const headRow = el('tr');
-    for (const title of ['route', 'requests', 'errors', 'p50', 'p95']) {
-      headRow.append(el('th', '', title));
+    const columns: [string, string][] = [
+      ['route', 'API route'],
+      ['req', 'requests'],
+      ['err', 'error rate'],
+      ['p50', 'median latency'],
+      ['p95', '95th percentile latency']
+    ];
+    for (const [title, help] of columns) {
+      const th = el('th', '', title);
+      th.title = help;
+      headRow.append(th);
     }
     table.append(headRow);
     for (const row of routeRows(service)) {
@@ -138,7 +147,7 @@ export class ServicesPanel extends Widget {
       ['stop', 'Stop']
     ];
     for (const [action, label] of buttons) {
-      const button = el('button', `jp-nbserve-action jp-mod-styled`, label) as HTMLButtonElement;
+      const button = el('button', 'jp-nbserve-action', label) as HTMLButtonElement;
       button.dataset.action = action;
       button.dataset.name = service.name;
       button.title = `${label}: ${service.name}`;
@@ -201,6 +210,10 @@ export class ServicesPanel extends Widget {
   private _changed = new Signal<this, ServiceInfo[]>(this);
   private error = '';
   private timer: number | undefined;
+}
+
+function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? '' : 's'}`;
 }
 
 function el(tag: string, className = '', text?: string): HTMLElement {

@@ -102,6 +102,15 @@ class ProxyHandler(APIHandler):
     nbserve: NbServe
     directory: Path
 
+    @property
+    def content_security_policy(self) -> str:
+        # A proxied page is the service's own (its self-contained docs page runs inline script
+        # and style); APIHandler's "default-src 'none'" is for JSON answers. Jupyter's page policy
+        # (frame-ancestors 'self') still keeps it out of other sites' frames, and a service's own
+        # Content-Security-Policy header, if it sends one, replaces this one.
+        policy: str = super(APIHandler, self).content_security_policy
+        return policy
+
     def initialize(
         self, nbserve: NbServe, directory: Path, client: tornado.httpclient.AsyncHTTPClient
     ) -> None:
