@@ -249,3 +249,60 @@ def test_the_extension_is_found_by_jupyter_s_own_discovery() -> None:
     enable = json.loads((config / "jupyter_server_config.d" / "nbserve.json").read_text())
     assert enable == {"ServerApp": {"jpserver_extensions": {"nbserve._jupyter": True}}}
     assert re.fullmatch(r"[a-z_.]+", points[0]["module"])
+
+
+def _fake_record(discovery: Path, name: str, *, pid: int, port: int) -> Path:
+    """A discovery file as a kernel writes it (nbserve/_notebook/discovery.py)."""
+    from nbserve._notebook import discovery as files
+
+    path = discovery / f"pid{pid}-{name}.json"
+    record = files.record(
+        name=name,
+        host="127.0.0.1",
+        port=port,
+        url=f"http://127.0.0.1:{port}",
+        routes=["/x"],
+        token=None,
+        admin_secret="s" * 43,
+        mode="inline",
+        version=1,
+    )
+    files.write(path, {**record, "pid": pid})
+    return path
+
+
+async def test_stale_files_are_cleaned_and_a_hung_service_is_listed_unresponsive(
+    jp_fetch: Any, discovery: Path
+) -> None:
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    # A kernel that died: its pid is gone.
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    gone = _fake_record(discovery, "Gone", pid=int(dead.stdout), port=9)
+    # A kernel that lives but whose service's port is closed (nothing listens there).
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        closed_port = closed.getsockname()[1]
+    closed_file = _fake_record(discovery, "Closed", pid=os.getpid(), port=closed_port)
+    # A service whose port accepts connections but never answers (a kernel stuck holding the GIL).
+    hung = socket.socket()
+    hung.bind(("127.0.0.1", 0))
+    hung.listen(8)
+    try:
+        _fake_record(discovery, "Hung", pid=os.getpid(), port=hung.getsockname()[1])
+        (discovery / "not-ours.json").write_text("{nope")
+        listed = json.loads((await jp_fetch("nbserve", "api", "services")).body)["services"]
+    finally:
+        hung.close()
+    assert [(s["name"], s["state"]) for s in listed] == [("Hung", "unresponsive")]
+    assert not gone.exists()
+    assert not closed_file.exists()
+    assert (discovery / "not-ours.json").exists()  # not a discovery file: left alone
