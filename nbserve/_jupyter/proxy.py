@@ -192,7 +192,8 @@ class ProxyHandler(APIHandler):
             decompress_response=False,  # pass the bytes on as they are, Content-Encoding and all
             allow_nonstandard_methods=True,
             connect_timeout=self.nbserve.connect_timeout,
-            request_timeout=self.nbserve.request_timeout or None,
+            # 0 is tornado's "no limit"; None would mean its 20 s default, cutting long streams.
+            request_timeout=self.nbserve.request_timeout,
             header_callback=self._on_header,
             streaming_callback=self._on_chunk,
         )
@@ -239,10 +240,14 @@ class ProxyHandler(APIHandler):
         self._headers_sent = True
 
     def _on_chunk(self, chunk: bytes) -> None:
-        if self._client_gone:
-            # Raising here makes the client drop the upstream connection, so the service sees
-            # the disconnect and can cancel the work (a long stream nobody reads any more).
-            raise tornado.iostream.StreamClosedError()
+        connection: Any = self.request.connection  # an HTTP1Connection: it has a stream
+        if self._client_gone or connection.stream.closed():
+            # The browser left. Raising here drops the upstream connection, so the service sees
+            # the disconnect and stops the work (a long stream nobody reads any more);
+            # HTTPInputError is the one exception tornado's client passes on without logging.
+            self._client_gone = True
+            msg = "the client closed the proxied connection"
+            raise tornado.httputil.HTTPInputError(msg)
         self.write(chunk)
         self.flush()  # each item as it comes: chunked streams and SSE stay live
 
@@ -256,15 +261,26 @@ class ProxyHandler(APIHandler):
         if self._body is not None:
             await self._body.put(None)  # the whole request body has arrived
         assert self._upstream is not None
-        response = await self._upstream
+        try:
+            response = await self._upstream
+            error = response.error if response.code == 599 else None
+        except Exception as exc:  # connection refused or reset, timeout, or our own abort
+            error = exc
+        if self._client_gone:
+            return  # nobody to answer
         if not self._headers_sent:
-            if self._status is None or response.code == 599:
-                error = response.error
+            if self._status is None or error is not None:
                 raise tornado.web.HTTPError(
                     502,
                     f"the nbserve service did not answer ({type(error).__name__}: {error}); is its kernel busy or gone?",
                 )
             self._send_headers()
+        elif error is not None:
+            # Mid-stream: the status is long sent; end the response without its last chunk so
+            # the browser sees a broken stream rather than a complete one.
+            connection: Any = self.request.connection
+            connection.close()
+            return
         if not self._client_gone:
             self.finish(set_content_type=self._content_type)
 

@@ -9,8 +9,10 @@ proxy should; paths that try to leave the service are refused.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
+import time
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,8 @@ pytestmark = pytest.mark.slow
 
 GATE = threading.Event()
 """Holds the gated streams after their first item until the test has received that item."""
+ENDLESS_CLOSED = threading.Event()
+"""Set when the endless stream's generator is closed (its client went away)."""
 
 
 @nbserve.service(traffic={"timeout": 60})
@@ -42,6 +46,15 @@ class Relay:
         # Released only once the client got "first" through the proxy; a buffering proxy
         # would hold "first" back, the wait would time out, and the stream would say so.
         yield "last" if GATE.wait(20) else "gate-timeout"
+
+    @nbserve.api
+    def endless(self) -> Generator[str, None, None]:
+        try:
+            while True:
+                yield "tick "
+                time.sleep(0.02)
+        finally:
+            ENDLESS_CLOSED.set()
 
     @nbserve.api
     def seen(self, ctx: nbserve.Context) -> dict[str, Any]:
@@ -258,3 +271,33 @@ async def test_a_stopped_service_is_gone_from_the_proxy(
         server_url(jp_url, "nbserve/services/Relay/"), headers=_auth(jp_serverapp)
     )
     assert response.code == 404
+
+
+async def test_a_client_that_leaves_mid_stream_ends_the_service_s_stream(
+    jp_url: str, jp_http_port: int, jp_base_url: str, jp_serverapp: Any, relay: Any
+) -> None:
+    ENDLESS_CLOSED.clear()
+    # A raw client, so it can hang up for real after the first bytes of the stream.
+    reader, writer = await asyncio.open_connection("127.0.0.1", jp_http_port)
+    token = jp_serverapp.identity_provider.token
+    writer.write(
+        f"POST {jp_base_url}nbserve/services/Relay/endless HTTP/1.1\r\n"
+        f"Host: 127.0.0.1:{jp_http_port}\r\nAuthorization: token {token}\r\n"
+        "Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}".encode()
+    )
+    await writer.drain()
+    head = b""
+    while b"tick" not in head:
+        more = await asyncio.wait_for(reader.read(4096), 30)
+        assert more, head
+        head += more
+    assert head.startswith(b"HTTP/1.1 200"), head
+    writer.close()
+    await writer.wait_closed()
+    # The proxy notices at the next item, drops its upstream connection, and the service's
+    # generator is closed: the work stops.
+    for _ in range(200):
+        if ENDLESS_CLOSED.is_set():
+            break
+        await asyncio.sleep(0.05)
+    assert ENDLESS_CLOSED.is_set()
