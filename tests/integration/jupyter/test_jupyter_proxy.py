@@ -226,6 +226,7 @@ async def test_the_docs_page_works_through_the_proxy(
         "/echo",
         "/upload",
         "/gated",
+        "/endless",
         "/seen",
     ]
 
