@@ -302,3 +302,24 @@ async def test_a_client_that_leaves_mid_stream_ends_the_service_s_stream(
             break
         await asyncio.sleep(0.05)
     assert ENDLESS_CLOSED.is_set()
+
+
+async def test_proxied_requests_count_as_activity_and_the_panel_s_polling_does_not(
+    jp_fetch: Any, jp_serverapp: Any, relay: Any
+) -> None:
+    # JupyterHub and Binder cull servers by this timestamp: a demo in use must keep its server,
+    # an open Services panel alone must not.
+    settings = jp_serverapp.web_app.settings
+    settings.pop("api_last_activity", None)
+    await jp_fetch("nbserve", "api", "services")
+    assert "api_last_activity" not in settings
+    await jp_fetch(
+        "nbserve",
+        "services",
+        "Relay",
+        "echo",
+        method="POST",
+        body=json.dumps({"data": {}}),
+        headers={"Content-Type": "application/json"},
+    )
+    assert "api_last_activity" in settings
