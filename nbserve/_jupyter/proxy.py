@@ -124,6 +124,8 @@ class ProxyHandler(APIHandler):
         self._content_type = "application/octet-stream"
         self._headers_sent = False
         self._client_gone = False
+        self._mount = ""
+        self._upstream_base = ""
 
     async def prepare(self) -> None:  # type: ignore[override]
         await super().prepare()  # auth, XSRF, origin: raises 403 without a user
@@ -170,7 +172,9 @@ class ProxyHandler(APIHandler):
         headers["X-Forwarded-For"] = f"{forwarded_for}, {remote}" if forwarded_for else remote
         headers["X-Forwarded-Proto"] = request.protocol
         headers["X-Forwarded-Host"] = request.host
-        headers["X-Forwarded-Prefix"] = f"{self.base_url}nbserve/services/{name}"
+        self._mount = f"{self.base_url}nbserve/services/{urllib.parse.quote(name, safe='')}"
+        self._upstream_base = service.base
+        headers["X-Forwarded-Prefix"] = self._mount
         has_body = "Content-Length" in request.headers or "Transfer-Encoding" in request.headers
         body_producer = None
         if has_body and request.headers.get("Content-Length") != "0":
@@ -233,11 +237,21 @@ class ProxyHandler(APIHandler):
                 continue
             if lowered == "content-type":
                 self._content_type = value
+            elif lowered == "location":
+                value = self._rewrite_location(value)
             if lowered in ("set-cookie", "www-authenticate", "link", "vary"):
                 self.add_header(key, value)
             else:
                 self.set_header(key, value)
         self._headers_sent = True
+
+    def _rewrite_location(self, location: str) -> str:
+        """A redirect the service sends (e.g. `/v1` → `/v1/`) must stay under the proxy."""
+        if location.startswith(self._upstream_base + "/"):
+            location = location[len(self._upstream_base) :]
+        if location.startswith("/") and not location.startswith("//"):
+            return self._mount + location
+        return location  # relative, or another site's: the browser resolves it as sent
 
     def _on_chunk(self, chunk: bytes) -> None:
         connection: Any = self.request.connection  # an HTTP1Connection: it has a stream

@@ -323,3 +323,28 @@ async def test_proxied_requests_count_as_activity_and_the_panel_s_polling_does_n
         headers={"Content-Type": "application/json"},
     )
     assert "api_last_activity" in settings
+
+
+@nbserve.service(path_prefix="/v1")
+class Prefixed:
+    @nbserve.api
+    def ping(self) -> str:
+        return "pong"
+
+
+async def test_a_service_s_redirects_stay_under_the_proxy(
+    jp_url: str, jp_serverapp: Any, discovery: Path
+) -> None:
+    serve_here(Prefixed, "Prefixed", token=False)
+    # The service redirects `/v1` to `/v1/` (its docs page needs the slash); through the proxy
+    # the Location must point into the proxy, not at Jupyter's root.
+    response = await fetch(
+        server_url(jp_url, "nbserve/services/Prefixed/v1"), headers=_auth(jp_serverapp)
+    )
+    assert response.code in (301, 302, 307, 308)
+    assert response.headers["Location"] == f"{jp_serverapp.base_url}nbserve/services/Prefixed/v1/"
+    page = await fetch(
+        jp_url.rstrip("/").rsplit("/", 1)[0] + response.headers["Location"],
+        headers=_auth(jp_serverapp),
+    )
+    assert page.code == 200
