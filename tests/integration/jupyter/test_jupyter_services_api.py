@@ -251,6 +251,12 @@ def test_the_extension_is_found_by_jupyter_s_own_discovery() -> None:
     assert re.fullmatch(r"[a-z_.]+", points[0]["module"])
 
 
+def test_the_labextension_has_nbserve_s_version() -> None:
+    # `jupyter labextension list` shows the package.json version next to nbserve's.
+    package = Path(__file__).resolve().parents[3] / "labextension" / "package.json"
+    assert json.loads(package.read_text())["version"] == nbserve.__version__
+
+
 def _fake_record(discovery: Path, name: str, *, pid: int, port: int) -> Path:
     """A discovery file as a kernel writes it (nbserve/_notebook/discovery.py)."""
     from nbserve._notebook import discovery as files
