@@ -3,18 +3,19 @@
 Each service served from a kernel is advertised as
 `{jupyter_runtime_dir()}/nbserve/<kernel-id>-<name>.json`, mirroring the `jpserver-<pid>.json`
 files Jupyter servers write there, so the server extension can list every kernel's services
-without talking to the kernels. The file holds what a proxy needs (port, host, routes), what a
-liveness check needs (pid, kernel id), and a SHA-256 of the bearer token (never the token):
-the proxy can check a presented token against it, and a reader of the runtime directory learns
-nothing it could replay. Files are written atomically (write a temp file, `os.replace`), so a
-reader never sees half a document, and removed when the service stops; the runtime directory
-is private to the user (0700), like Jupyter's own.
+without talking to the kernels. The file holds what the extension's proxy needs (port, host,
+routes, and the service's bearer token, which the proxy adds server-side so the browser never
+sees it), what a liveness check needs (pid, kernel id), and the per-service `admin_secret` that
+unlocks the service's own admin routes (`_runtime/admin.py`: status, logs, stop). Both secrets
+live only here and in the kernel, so the file is private: mode 0600 in a 0700 directory, like
+the `jpserver-<pid>.json` files that hold Jupyter's own token. Files are written atomically
+(write a temp file, `os.replace`), so a reader never sees half a document, and removed when
+the service stops.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import re
@@ -30,12 +31,12 @@ __all__ = [
     "discovery_path",
     "kernel_id",
     "remove",
-    "token_hash",
     "write",
 ]
 
 # Bump when a field changes meaning; the server extension skips files it does not understand.
-SCHEMA_VERSION = 1
+# 2: the bearer token itself (was its SHA-256), the admin secret, the notebook and the mode.
+SCHEMA_VERSION = 2
 
 
 class DiscoveryRecord(TypedDict):
@@ -49,7 +50,10 @@ class DiscoveryRecord(TypedDict):
     pid: int
     kernel_id: str | None
     routes: list[str]
-    token_sha256: str | None
+    token: str | None
+    admin_secret: str
+    notebook: str | None
+    mode: str
     version: int
     started: float
 
@@ -89,10 +93,6 @@ def discovery_path(name: str, kernel: str | None = None) -> Path:
     return discovery_dir() / f"{prefix}-{_safe(name)}.json"
 
 
-def token_hash(token: str | None) -> str | None:
-    return hashlib.sha256(token.encode()).hexdigest() if token else None
-
-
 def write(path: Path, record: DiscoveryRecord | dict[str, Any]) -> None:
     """Write `record` to `path` atomically, readable by this user only."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -114,7 +114,16 @@ def remove(path: Path) -> None:
 
 
 def record(
-    *, name: str, host: str, port: int, url: str, routes: list[str], token: str | None, version: int
+    *,
+    name: str,
+    host: str,
+    port: int,
+    url: str,
+    routes: list[str],
+    token: str | None,
+    admin_secret: str,
+    mode: str,
+    version: int,
 ) -> DiscoveryRecord:
     return DiscoveryRecord(
         schema_version=SCHEMA_VERSION,
@@ -125,7 +134,12 @@ def record(
         pid=os.getpid(),
         kernel_id=kernel_id(),
         routes=routes,
-        token_sha256=token_hash(token),
+        token=token,
+        admin_secret=admin_secret,
+        # The notebook path Jupyter launched this kernel for (jupyter_server sets it); the
+        # extension also asks its own session manager, which knows renames.
+        notebook=os.environ.get("JPY_SESSION_NAME") or None,
+        mode=mode,
         version=version,
         started=time.time(),
     )

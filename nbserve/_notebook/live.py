@@ -81,13 +81,15 @@ class LiveService:
         """The bearer token clients must send (`--token auto`), else None."""
         self.display_id = f"nbserve-{uuid.uuid4().hex}"
         self.discovery_file = discovery.discovery_path(name)
+        self.admin_secret = ""
+        """Unlocks the server's admin routes; written to the discovery file only (registry.py)."""
         self._versions = [version]
         self._registry = registry
         self.use(handle)
 
     def use(self, handle: ServiceHandle) -> None:
         """Point at `handle` (a restart made a new server). Raises on a bad NBSERVE_PUBLIC_URL."""
-        self._public_url = public_url(handle.port, handle.host)
+        self._public_url = public_url(handle.port, handle.host, name=self.name)
         self.handle = handle
 
     # --- what the runtime handle knows ------------------------------------------------------

@@ -65,13 +65,27 @@ def _start(
     options: ServeOptions,
     token: str | None,
     port: int,
+    admin_secret: str,
+    on_admin_stop: Callable[[], None],
     on_progress: Progress | None = None,
 ) -> ServiceHandle:
-    from nbserve._runtime.server import serve
+    from nbserve._runtime.errors import in_notebook_kernel
+    from nbserve._runtime.server import Server, ServiceHandle, as_service
 
-    handle = serve(
-        service, host=options.host, port=port, workers=options.workers, token=token, name=name
+    server = Server(
+        as_service(service),
+        host=options.host,
+        port=port,
+        workers=options.workers,
+        token=token,
+        name=name,
+        debug=in_notebook_kernel(),  # a 500 names the exception for the person at the keyboard
+        # The Jupyter server extension's way in (status, logs, stop), read from the discovery file.
+        admin_secret=admin_secret,
+        on_admin_stop=on_admin_stop,
     )
+    server.start()
+    handle = ServiceHandle(server)
     try:
         # No timeout: the cell runs until the model has loaded, as a plain loading cell would,
         # and an interrupt (KeyboardInterrupt) stops the half-started server here.
@@ -178,11 +192,22 @@ class Registry:
         on_progress: Progress | None = None,
     ) -> LiveService:
         token = _new_token(options.token)
-        handle = _start(service, name, options, token, options.port, on_progress)
+        secret = secrets.token_urlsafe(32)
+        handle = _start(
+            service,
+            name,
+            options,
+            token,
+            options.port,
+            secret,
+            self._admin_stopper(name),
+            on_progress,
+        )
         try:
             entry = LiveService(
                 name, handle, Version(1, source, service, time.time()), options, token, self
             )
+            entry.admin_secret = secret
         except BaseException:  # e.g. a malformed NBSERVE_PUBLIC_URL: no server left behind
             handle.stop(timeout=5)
             raise
@@ -209,12 +234,13 @@ class Registry:
         port = options.port or entry.port
         entry.handle.stop(timeout=30)
         try:
+            admin = (entry.admin_secret, self._admin_stopper(entry.name))
             try:
-                handle = _start(service, entry.name, options, token, port, on_progress)
+                handle = _start(service, entry.name, options, token, port, *admin, on_progress)
             except OSError:
                 if options.port:
                     raise
-                handle = _start(service, entry.name, options, token, 0, on_progress)
+                handle = _start(service, entry.name, options, token, 0, *admin, on_progress)
             try:
                 entry.use(handle)
             except BaseException:
@@ -281,6 +307,21 @@ class Registry:
             log.exception("stopping nbserve services at shutdown failed")
 
     # --- helpers ----------------------------------------------------------------------------
+    def _admin_stopper(self, name: str) -> Callable[[], None]:
+        """What the service's admin stop route calls (the Services panel's Stop button)."""
+
+        def stop() -> None:
+            try:
+                entry = self.get(name)
+            except UnknownServiceError:
+                return  # stopped from the notebook meanwhile
+            try:
+                entry.stop()  # forgets it, removes the discovery file, refreshes its status output
+            except Exception:
+                log.exception("stopping %s from the Jupyter server extension failed", name)
+
+        return stop
+
     def _advertise(self, entry: LiveService) -> None:
         """(Re)write the discovery file; failing to write it must not fail serving."""
         record = discovery.record(
@@ -290,6 +331,8 @@ class Registry:
             url=entry.url,
             routes=entry.routes,
             token=entry.token,
+            admin_secret=entry.admin_secret,
+            mode=entry.mode,
             version=entry.versions[-1].number,
         )
         try:

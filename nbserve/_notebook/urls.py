@@ -8,12 +8,17 @@ port mapping that publishes just the Jupyter port. Resolution, first match wins:
 
 1. `NBSERVE_PUBLIC_URL`, a template with `{port}` (the user knows best: VS Code port
    forwarding, a reverse proxy, a tunnel). TensorBoard's `TENSORBOARD_PROXY_URL` is the model.
-2. `JUPYTERHUB_SERVICE_PREFIX` + `proxy/{port}/`, the route JupyterHub and Binder users reach
+2. nbserve's own Jupyter server extension (`nbserve._jupyter`), when it runs in the server that
+   launched this kernel (it leaves `{runtime dir}/nbserve/server-<pid>.json`, matched against
+   `JPY_PARENT_PID`): `{server url}nbserve/services/{name}/`, or on a hub
+   `JUPYTERHUB_SERVICE_PREFIX` + `nbserve/services/{name}/`. That proxy asks for the user's
+   Jupyter login and adds the service's token itself, and needs no jupyter-server-proxy.
+3. `JUPYTERHUB_SERVICE_PREFIX` + `proxy/{port}/`, the route JupyterHub and Binder users reach
    kernel ports through (prefixed with `JUPYTERHUB_HOST` where the hub uses subdomains, else a
    path the browser resolves against the page's own origin).
-3. The local Jupyter server that launched this kernel (its pid is `JPY_PARENT_PID`), when
+4. The local Jupyter server that launched this kernel (its pid is `JPY_PARENT_PID`), when
    jupyter-server-proxy is installed: `{server url}proxy/{port}/`.
-4. `http://{host}:{port}`, with a wildcard bind shown as loopback.
+5. `http://{host}:{port}`, with a wildcard bind shown as loopback.
 
 `resolve_public_url` is pure (every input is a parameter) so each rule is tested without a hub;
 `public_url` gathers the inputs from this process.
@@ -22,11 +27,13 @@ port mapping that publishes just the Jupyter port. Resolution, first match wins:
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
+import urllib.parse
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["local_url", "public_url", "resolve_public_url"]
+__all__ = ["extension_marker", "local_url", "public_url", "resolve_public_url"]
 
 ENV_TEMPLATE = "NBSERVE_PUBLIC_URL"
 _WILDCARDS = frozenset({"", "0.0.0.0", "::", "[::]"})
@@ -67,11 +74,15 @@ def resolve_public_url(
     environ: Mapping[str, str],
     running_servers: Iterable[Mapping[str, Any]] = (),
     proxy_installed: bool = False,
+    name: str | None = None,
+    extension_server: Mapping[str, Any] | None = None,
 ) -> str:
     """The browser-facing URL of a service on `host:port`, from explicit inputs (see module doc).
 
     `running_servers` are `jupyter_server.serverapp.list_running_servers()` entries; only read
     when `proxy_installed` (the `/proxy/` route exists only with jupyter-server-proxy).
+    `extension_server` is the `server-<pid>.json` marker nbserve's server extension left for the
+    server that launched this kernel (None when it does not run there); its proxy needs `name`.
     """
     template = environ.get(ENV_TEMPLATE, "").strip()
     if template:
@@ -80,6 +91,14 @@ def resolve_public_url(
     if prefix:
         prefix = prefix if prefix.endswith("/") else prefix + "/"
         prefix = prefix if prefix.startswith("/") else "/" + prefix
+    if name and extension_server is not None:
+        route = f"nbserve/services/{urllib.parse.quote(name, safe='')}/"
+        if prefix:
+            return f"{environ.get('JUPYTERHUB_HOST', '').rstrip('/')}{prefix}{route}"
+        server_url = extension_server.get("url")
+        if isinstance(server_url, str) and server_url:
+            return (server_url if server_url.endswith("/") else server_url + "/") + route
+    if prefix:
         return f"{environ.get('JUPYTERHUB_HOST', '').rstrip('/')}{prefix}proxy/{port}/"
     if proxy_installed:
         server = _running_server_url(running_servers, environ.get("JPY_PARENT_PID"))
@@ -99,13 +118,35 @@ def _list_running_servers() -> list[dict[str, Any]]:
         return []
 
 
-def public_url(port: int, host: str = "127.0.0.1") -> str:
+def extension_marker(parent_pid: str | None) -> dict[str, Any] | None:
+    """The marker nbserve's server extension wrote for Jupyter server `parent_pid`, if any."""
+    if not parent_pid or not parent_pid.isdigit():
+        return None
+    try:
+        from jupyter_core.paths import jupyter_runtime_dir
+
+        path = os.path.join(jupyter_runtime_dir(), "nbserve", f"server-{parent_pid}.json")
+        with open(path, encoding="utf-8") as fh:
+            marker = json.load(fh)
+    except (ImportError, OSError, ValueError):  # no extension there (or no jupyter_core here)
+        return None
+    return marker if isinstance(marker, dict) else None
+
+
+def public_url(port: int, host: str = "127.0.0.1", *, name: str | None = None) -> str:
     """`resolve_public_url` with this process's environment and Jupyter servers."""
     environ = dict(os.environ)
+    marker = extension_marker(environ.get("JPY_PARENT_PID")) if name else None
     proxy = importlib.util.find_spec("jupyter_server_proxy") is not None
     # Reading jpserver-*.json only pays off when the kernel was launched by a server.
     needs_servers = proxy and "JPY_PARENT_PID" in environ and not environ.get(ENV_TEMPLATE)
     servers = _list_running_servers() if needs_servers else []
     return resolve_public_url(
-        port, host, environ=environ, running_servers=servers, proxy_installed=proxy
+        port,
+        host,
+        environ=environ,
+        running_servers=servers,
+        proxy_installed=proxy,
+        name=name,
+        extension_server=marker,
     )

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import tornado.httputil
 import tornado.web
 
+from nbserve._runtime.admin import ADMIN_PREFIX, admin_handler
 from nbserve._runtime.asgi import AsgiHandler, match_mount
 from nbserve._runtime.errors import NotFoundHandler, TooLargeHandler, silence_tornado_access_log
 from nbserve._runtime.handlers import APIHandler, ChunkedAPIHandler
@@ -49,6 +50,9 @@ class Application(tornado.web.Application):
             return self.get_handler_delegate(request, TooLargeHandler)
         deployment = server.deployment
         path = request.path
+        if server.admin_secret is not None and path.startswith(ADMIN_PREFIX):
+            admin = admin_handler(path)  # the Jupyter server extension's status/logs/stop
+            return self.get_handler_delegate(request, admin or NotFoundHandler)
         method = request.method
         api = deployment.api_routes.get(path)
         chunked = length is None and "Transfer-Encoding" in headers

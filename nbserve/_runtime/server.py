@@ -63,6 +63,8 @@ class Server:
         name: str | None = None,
         debug: bool = False,
         limits: ConnectionLimits | None = None,
+        admin_secret: str | None = None,
+        on_admin_stop: Callable[[], None] | None = None,
     ) -> None:
         if (
             isinstance(max_body_size, bool)
@@ -77,6 +79,10 @@ class Server:
         self.name = name or service.name
         self.host = host
         self.token = token
+        self.admin_secret = admin_secret
+        """Enables `/_nbserve/admin/*` (admin.py) for whoever holds it: the Jupyter server extension."""
+        self.on_admin_stop = on_admin_stop
+        """Called (on a thread of its own) when the admin stop route is asked; else the server stops itself."""
         self.max_body_size = max_body_size
         self.debug = debug
         """A 500's body names the exception's type and message (errors.py); never the traceback."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import linecache
 import os
@@ -186,9 +185,13 @@ def test_discovery_file_describes_the_service(ip: Any, runtime_dir: Path) -> Non
     assert record["routes"] == ["/shout", "/fail"]
     assert record["kernel_id"] is None  # not in a kernel: the file is named after the pid
     assert live.discovery_file.name.startswith("pid")
+    # The server extension's proxy adds the token and stops the service with the admin secret,
+    # so both are in the file, which only this user can read.
     assert live.token is not None
-    assert record["token_sha256"] == hashlib.sha256(live.token.encode()).hexdigest()
-    assert live.token not in live.discovery_file.read_text()
+    assert record["token"] == live.token
+    assert len(record["admin_secret"]) >= 32
+    assert record["mode"] == "inline"
+    assert live.discovery_file.stat().st_mode & 0o777 == 0o600
 
 
 def test_token_auto_requires_the_bearer_token_and_survives_a_swap(ip: Any) -> None:

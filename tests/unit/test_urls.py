@@ -95,3 +95,49 @@ def test_public_url_reads_this_process(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("NBSERVE_PUBLIC_URL")
     monkeypatch.setenv("JUPYTERHUB_SERVICE_PREFIX", "/user/bob/")
     assert public_url(4321) == "/user/bob/proxy/4321/"
+
+
+# nbserve's own server extension (nbserve._jupyter) in the server that launched the kernel.
+MARKER = {"pid": 222, "url": "http://localhost:8890/lab-base/", "base_url": "/lab-base/"}
+
+
+def test_the_extension_s_proxy_wins_over_jupyter_server_proxy() -> None:
+    environ = {"JPY_PARENT_PID": "222"}
+    url = resolve_public_url(
+        3000,
+        environ=environ,
+        running_servers=SERVERS,
+        proxy_installed=True,
+        name="Echo",
+        extension_server=MARKER,
+    )
+    assert url == "http://localhost:8890/lab-base/nbserve/services/Echo/"
+
+
+def test_on_a_hub_the_extension_s_proxy_is_under_the_service_prefix() -> None:
+    environ = {"JUPYTERHUB_SERVICE_PREFIX": "/user/ada/", "JUPYTERHUB_HOST": "https://hub.example"}
+    url = resolve_public_url(3000, environ=environ, name="My Model", extension_server=MARKER)
+    assert url == "https://hub.example/user/ada/nbserve/services/My%20Model/"
+
+
+def test_without_the_extension_today_s_rules_stand() -> None:
+    environ = {"JUPYTERHUB_SERVICE_PREFIX": "/user/ada/"}
+    assert resolve_public_url(3000, environ=environ, name="Echo") == "/user/ada/proxy/3000/"
+
+
+def test_public_url_finds_the_marker_of_the_parent_server(
+    tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+    from pathlib import Path
+
+    runtime = Path(str(tmp_path))
+    (runtime / "nbserve").mkdir()
+    (runtime / "nbserve" / "server-4242.json").write_text(json.dumps(MARKER))
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(runtime))
+    monkeypatch.setenv("JPY_PARENT_PID", "4242")
+    for name in ("NBSERVE_PUBLIC_URL", "JUPYTERHUB_SERVICE_PREFIX"):
+        monkeypatch.delenv(name, raising=False)
+    assert public_url(3000, name="Echo") == "http://localhost:8890/lab-base/nbserve/services/Echo/"
+    monkeypatch.setenv("JPY_PARENT_PID", "4243")  # another server launched it: no extension there
+    assert "nbserve/services" not in public_url(3000, name="Echo")

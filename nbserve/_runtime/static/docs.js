@@ -30,6 +30,10 @@
   const authHeaders = (extra) => {
     const h = new Headers(extra || {});
     if (token) h.set("Authorization", "Bearer " + token);
+    // Behind nbserve's Jupyter proxy the browser is logged in by cookie, and Jupyter wants the
+    // XSRF token (its `_xsrf` cookie, echoed in a header) on cookie-authenticated POSTs.
+    const xsrf = document.cookie.match(/(?:^|;\s*)_xsrf=([^;]*)/);
+    if (xsrf) h.set("X-XSRFToken", xsrf[1]);
     return h;
   };
 
