@@ -203,6 +203,11 @@ def resolve_requirements(
 # ---- nbserve's own wheel ------------------------------------------------------------------------
 def local_source() -> Path | None:
     """nbserve's source tree when it was not installed from an index, else None."""
+    # The tree this nbserve runs from, when it is one (an editable install, or a checkout put
+    # first on PYTHONPATH over another install): the code that runs is the code to bundle.
+    running = Path(__file__).resolve().parents[2]
+    if (running / "pyproject.toml").is_file() and (running / "nbserve" / "__init__.py").is_file():
+        return running
     try:
         dist = metadata.distribution(DISTRIBUTION)
     except metadata.PackageNotFoundError:

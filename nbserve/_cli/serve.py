@@ -7,10 +7,18 @@ nbserve serve service.py                       the file's only service
 nbserve serve iris-<version>.bento             a bento archive or its directory
 ```
 The server runs on the main thread. Once the service has started, ONE line goes to stderr:
-`nbserve: serving Echo at http://127.0.0.1:3000 (routes: /shout)`; with `--port 0` it names the
-port picked. Logs go to stderr (warnings and errors; `-v` adds lifecycle lines, `-vv` an access
-line per request). SIGINT / SIGTERM stop it gracefully (in-flight requests finish, `on_shutdown`
-runs) and the exit status is 0; a service that fails to start exits with 1.
+`nbserve: serving Echo at http://127.0.0.1:3000 (routes: /shout)`, naming the address actually
+bound (`http://0.0.0.0:3000` with `--host 0.0.0.0`) and, with `--port 0`, the port picked. Logs
+are one line per event (`serve_logs.py`): text or `--log-format json`, on stderr or, with
+`NBSERVE_LOGS=stdout` as in the image, stdout (warnings and errors; `-v` adds lifecycle lines,
+`-vv` an access line per request). SIGINT / SIGTERM stop it gracefully: the port closes at once,
+in-flight requests finish (up to `--timeout-graceful`, by default the service's
+`traffic.timeout`, the longest a request may run anyway), `on_shutdown` runs, and the exit status
+is 0; a service that fails to start exits with 1.
+
+Math libraries (OpenMP, MKL, OpenBLAS) size their thread pools from the host's cores; in a
+container with a CPU limit that oversubscribes the quota, so their thread counts default to the
+CPUs this process may use (`nbserve._runtime.cpus`), unless already set.
 """
 
 from __future__ import annotations
@@ -18,7 +26,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
-import logging
 import os
 import re
 import signal
@@ -26,6 +33,8 @@ import sys
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
+
+from nbserve._cli.serve_logs import configure
 
 if TYPE_CHECKING:
     from nbserve._sdk.service import Service
@@ -54,8 +63,8 @@ def register(commands: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--host",
-        default=os.environ.get("BENTOML_HOST", "127.0.0.1"),
-        help="address to bind (default: 127.0.0.1; 0.0.0.0 for all interfaces)",
+        default=os.environ.get("NBSERVE_HOST") or os.environ.get("BENTOML_HOST") or "127.0.0.1",
+        help="address to bind (default: $NBSERVE_HOST, else 127.0.0.1; 0.0.0.0 for all interfaces)",
     )
     parser.add_argument(
         "-p",
@@ -73,9 +82,9 @@ def register(commands: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--timeout-graceful",
         type=float,
-        default=30.0,
+        default=None,
         metavar="SECONDS",
-        help="on stop, how long in-flight requests may take to finish (default: 30)",
+        help="on stop, how long in-flight requests may take to finish (default: the service's traffic.timeout)",
     )
     parser.add_argument(
         "--max-body-size",
@@ -88,6 +97,18 @@ def register(commands: Any) -> argparse.ArgumentParser:
         "--token",
         default=os.environ.get("NBSERVE_TOKEN"),
         help="require 'Authorization: Bearer TOKEN' (default: $NBSERVE_TOKEN, else none)",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default=os.environ.get("NBSERVE_LOG_FORMAT") or "text",
+        help="one line per event, as text or JSON (default: $NBSERVE_LOG_FORMAT, else text)",
+    )
+    parser.add_argument(
+        "--logs",
+        choices=("stderr", "stdout"),
+        default=os.environ.get("NBSERVE_LOGS") or "stderr",
+        help="where logs go (default: $NBSERVE_LOGS, else stderr; the image sets stdout)",
     )
     parser.add_argument(
         "-v",
@@ -109,12 +130,16 @@ def _default_port() -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    _log_to_stderr(args.verbose)
+    logs = configure(args.verbose, args.log_format, args.logs)
+    _size_math_threads()
     try:
         service = load_target(args.target)
     except TargetError as exc:
         print(f"nbserve serve: error: {exc}", file=sys.stderr)
         return 2
+    graceful = (
+        args.timeout_graceful if args.timeout_graceful is not None else service.config.timeout
+    )
 
     from nbserve._runtime.server import Server
 
@@ -129,8 +154,10 @@ def run(args: argparse.Namespace) -> int:
             max_body_size=args.max_body_size,
         )
     except (OSError, ValueError) as exc:
-        print(
-            f"nbserve serve: error: cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr
+        logs.event(
+            "error",
+            f"nbserve serve: error: cannot serve on {args.host}:{args.port}: {exc}",
+            event="bind_failed",
         )
         return 1
     failed: list[BaseException] = []
@@ -138,38 +165,51 @@ def run(args: argparse.Namespace) -> int:
     def started(error: BaseException | None) -> None:
         if error is None:
             routes = ", ".join(server.routes) or "none"
-            print(
-                f"nbserve: serving {service.name} at {server.url} (routes: {routes})",
-                file=sys.stderr,
-                flush=True,
+            logs.event(
+                "info",
+                f"nbserve: serving {service.name} at {address} (routes: {routes})",
+                event="serving",
+                service=service.name,
+                address=address,
+                routes=server.routes,
             )
             return
         failed.append(error)
-        print(
+        logs.event(
+            "error",
             f"nbserve serve: error: {service.name} failed to start: {type(error).__name__}: {error}",
-            file=sys.stderr,
-            flush=True,
+            event="start_failed",
+            service=service.name,
         )
-        server.request_stop(args.timeout_graceful)
+        server.request_stop(graceful)
 
+    address = _bound_url(server.host, server.port, server.deployment.prefix)
     server.run(
         stop_signals=(signal.SIGINT, signal.SIGTERM),
-        graceful_timeout=args.timeout_graceful,
+        graceful_timeout=graceful,
         on_started=started,
     )
     return 1 if failed else 0
 
 
-def _log_to_stderr(verbose: int) -> None:
-    level = logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("nbserve %(levelname)s %(name)s: %(message)s"))
-    handler.setLevel(level)
-    logger = logging.getLogger("nbserve")
-    logger.addHandler(handler)
-    if verbose >= 2:
-        logger.setLevel(logging.DEBUG)
-        logging.getLogger("nbserve.service").setLevel(logging.DEBUG)
+def _bound_url(host: str, port: int, prefix: str) -> str:
+    """The address the socket is bound to, as given (`0.0.0.0` stays `0.0.0.0`)."""
+    shown = f"[{host}]" if ":" in host else host or "0.0.0.0"
+    return f"http://{shown}:{port}{prefix}"
+
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def _size_math_threads() -> None:
+    """Before the service imports numpy/torch: their pools sized to the CPU limit, not the host."""
+    from nbserve._runtime.cpus import available_cpus
+
+    if any(os.environ.get(name) for name in THREAD_VARIABLES):
+        return  # the user chose
+    cpus = str(available_cpus())
+    for name in THREAD_VARIABLES:
+        os.environ[name] = cpus
 
 
 # --- finding the service --------------------------------------------------------------------------
