@@ -2,14 +2,16 @@
 
 Both are plain text derived from the service's configuration and nothing else (no time, no
 host), so they are as reproducible as the rest of the archive. The Dockerfile is built from the
-extracted bento directory (`docker build -f env/docker/Dockerfile .`): a slim Python image,
-the pinned requirements installed into a virtual environment by the bento's own
-`env/python/install.sh` (one layer, reused while the requirements do not change), the code in
-a later layer, a non-root user, and `nbserve serve` on the bundled bento with a healthcheck on
-`/readyz`. It passes hadolint. The manifest holds a Deployment (resource requests from
-`@service(resources=...)`, `nvidia.com/gpu` included; readiness and liveness probes on
-`/readyz` and `/livez`), a Service and a HorizontalPodAutoscaler; it passes
-kubernetes-validate.
+extracted bento directory (`nbserve containerize`, `nbserve._bento.image`): a base with python3
+(`ARG BASE_IMAGE`), a non-root user (uid 1034) and a virtual environment, then layers from the
+least to the most often changed: the requirements (`env/python/install.sh`), the models, the
+code. `nbserve serve` is the entrypoint (PID 1, so it gets SIGTERM and drains), on `0.0.0.0` at
+`$PORT` inside the image only (`IMAGE_ENV`), logging to stdout, with a healthcheck on `/readyz`.
+It passes hadolint. The manifest holds a Deployment (requests = limits from
+`@service(resources=...)`, `nvidia.com/gpu` included; probes on `/readyz` and `/livez`; the
+image's environment; a grace period above `traffic.timeout`), a Service, a
+HorizontalPodAutoscaler and a PodDisruptionBudget; it passes kubernetes-validate against
+`KUBERNETES_VERSION`, and a test checks that its port, probe paths and env are the image's.
 """
 
 from __future__ import annotations

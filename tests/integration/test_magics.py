@@ -488,3 +488,19 @@ def test_cells_run_without_history_are_still_recorded_for_export(ip: Any) -> Non
     assert ip.run_cell(helper, store_history=False).success
     assert helper in executed_cells(ip)
     assert helper not in list(ip.history_manager.input_hist_raw)
+
+
+@pytest.mark.slow
+def test_serve_containerize_print_exports_and_writes_the_build_context(
+    ip: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`%serve containerize NAME --print`: the export, then the context and the command."""
+    serve(ip, echo())
+    ip.run_line_magic("serve", f"containerize Echo --print -o {tmp_path}")
+    (bento,) = tmp_path.glob("echo-*.bento")
+    (context,) = tmp_path.glob("echo-*.context.tar")
+    version = bento.name.removesuffix(".bento").split("-", 1)[1]
+    assert context.name == f"echo-{version}.context.tar"
+    out = capsys.readouterr().out
+    assert f"exported 'Echo' to {bento}" in out
+    assert f"docker build -f env/docker/Dockerfile -t echo:{version} - < {context}" in out
