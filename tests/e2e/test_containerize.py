@@ -164,7 +164,15 @@ class Container:
     def __init__(self, engine: DockerEngine, tag: str) -> None:
         self.engine = engine
         self.id = engine.run(
-            "run", "-d", "--label", f"nbserve-test={tag}", "-p", "127.0.0.1::3000", tag
+            "run",
+            "-d",
+            "--cpus",
+            "1",
+            "--label",
+            f"nbserve-test={tag}",
+            "-p",
+            "127.0.0.1::3000",
+            tag,
         )
         port = engine.run("port", self.id, "3000/tcp").splitlines()[0].rsplit(":", 1)[1]
         self.url = f"http://127.0.0.1:{port}"
@@ -219,6 +227,9 @@ def test_the_container_is_healthy_non_root_and_answers_as_the_notebook(
     assert re.search(r"^Uid:\s+1034\s", status, re.M), status
     logs = container.logs()
     assert "nbserve: serving Iris at http://0.0.0.0:3000 (routes: " in logs, logs
+    # `--cpus 1`: the CPU limit read inside the container (cgroup quota), not the host's cores.
+    probe = "from nbserve._runtime.cpus import available_cpus; print(available_cpus())"
+    assert container.engine.run("exec", container.id, "python", "-c", probe) == "1"
 
 
 def test_sigterm_finishes_the_request_in_flight_then_exits_0(container: Container) -> None:

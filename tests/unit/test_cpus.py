@@ -45,3 +45,20 @@ def test_available_cpus_rounds_the_quota_up_and_never_exceeds_the_affinity(tmp_p
     assert available_cpus(_cgroup(tmp_path / "none", {"cpu.max": "max 100000"})) == affinity
     huge = _cgroup(tmp_path / "huge", {"cpu.max": f"{(affinity + 8) * 100000} 100000"})
     assert available_cpus(huge) == affinity
+
+
+def test_nbserve_serve_sizes_math_threads_to_the_limit_unless_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from nbserve._cli.serve import THREAD_VARIABLES, _size_math_threads
+
+    for name in THREAD_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    _size_math_threads()
+    assert {os.environ[name] for name in THREAD_VARIABLES} == {str(available_cpus())}
+    for name in THREAD_VARIABLES:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    _size_math_threads()  # the user chose: nothing else is touched
+    assert os.environ["OMP_NUM_THREADS"] == "7"
+    assert "MKL_NUM_THREADS" not in os.environ
