@@ -76,8 +76,6 @@ def docker_engine_session() -> Iterator[DockerEngine]:
                 pytest.skip(f"container tests: dockerd did not start: {log.read_text()[-500:]}")
             time.sleep(0.5)
     try:
-        if shutil.which("debootstrap") is None:
-            pytest.skip("container tests: debootstrap is missing (scripts/setup installs it)")
         done = subprocess.run(
             [str(ROOT / "scripts/base-image")],
             capture_output=True,
@@ -86,6 +84,8 @@ def docker_engine_session() -> Iterator[DockerEngine]:
             check=False,
             env={**os.environ, "ENGINE": docker},
         )
+        if done.returncode == 3:  # cannot be built here (no debootstrap, not root)
+            pytest.skip(f"container tests: {done.stderr.strip().splitlines()[-1]}")
         if done.returncode != 0:
             pytest.fail(f"scripts/base-image failed: {done.stderr[-2000:]}")
         yield DockerEngine(docker, done.stdout.strip().splitlines()[-1])
