@@ -161,7 +161,7 @@ def image(
 class Container:
     """One running container of the image, published on a free host port."""
 
-    def __init__(self, engine: DockerEngine, tag: str) -> None:
+    def __init__(self, engine: DockerEngine, tag: str, *args: str) -> None:
         self.engine = engine
         self.id = engine.run(
             "run",
@@ -173,6 +173,7 @@ class Container:
             "-p",
             "127.0.0.1::3000",
             tag,
+            *args,
         )
         port = engine.run("port", self.id, "3000/tcp").splitlines()[0].rsplit(":", 1)[1]
         self.url = f"http://127.0.0.1:{port}"
@@ -188,18 +189,26 @@ class Container:
             time.sleep(0.5)
 
     def logs(self) -> str:
+        out, err = self.streams()
+        return out + err
+
+    def streams(self) -> tuple[str, str]:
+        """What the container wrote to stdout and to stderr."""
         done = subprocess.run(
             [self.engine.docker, "logs", self.id], capture_output=True, text=True, check=False
         )
-        return done.stdout + done.stderr
+        return done.stdout, done.stderr
 
     def remove(self) -> None:
         self.engine.run("rm", "-f", self.id)
 
 
-@pytest.fixture
-def container(docker_engine: DockerEngine, image: tuple[str, str]) -> Iterator[Container]:
-    running = Container(docker_engine, image[0])
+@pytest.fixture(params=[()], ids=["text logs"])
+def container(
+    docker_engine: DockerEngine, image: tuple[str, str], request: pytest.FixtureRequest
+) -> Iterator[Container]:
+    """A healthy container; `request.param`: arguments after the image (nbserve serve's)."""
+    running = Container(docker_engine, image[0], *request.param)
     try:
         running.wait_healthy()
         yield running
@@ -232,6 +241,7 @@ def test_the_container_is_healthy_non_root_and_answers_as_the_notebook(
     assert container.engine.run("exec", container.id, "python", "-c", probe) == "1"
 
 
+@pytest.mark.parametrize("container", [("--log-format", "json")], ids=["json logs"], indirect=True)
 def test_sigterm_finishes_the_request_in_flight_then_exits_0(container: Container) -> None:
     answer: list[httpx.Response] = []
 
@@ -252,6 +262,12 @@ def test_sigterm_finishes_the_request_in_flight_then_exits_0(container: Containe
     request.join(30)
     assert [(r.status_code, r.text) for r in answer] == [(200, "finished")]
     assert exit_code == "0", container.logs()
+    # `--log-format json` after the image name: stdout only, one JSON object per line.
+    out, err = container.streams()
+    assert err == ""
+    events = [json.loads(line) for line in out.splitlines()]
+    serving = [e for e in events if e.get("event") == "serving"]
+    assert [e["address"] for e in serving] == ["http://0.0.0.0:3000"]
 
 
 def test_a_code_only_change_reuses_the_requirements_and_models_layers(
