@@ -27,6 +27,7 @@ import httpx
 import nbformat
 import pytest
 import sklearn
+import yaml
 from container_engine import DockerEngine
 from nbclient import NotebookClient
 
@@ -116,8 +117,8 @@ def bentos(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Any], Path, P
     return answers, first, second
 
 
-def containerize(engine: DockerEngine, bento: Path, home: Path) -> tuple[str, str]:
-    """`nbserve containerize BENTO` on the local base: (the tag it printed, its stderr)."""
+def containerize(engine: DockerEngine, bento: Path, home: Path, *args: str) -> tuple[str, str]:
+    """`nbserve containerize BENTO` on the local base: (its stdout, the tag; its stderr)."""
     done = subprocess.run(
         [
             sys.executable,
@@ -127,6 +128,7 @@ def containerize(engine: DockerEngine, bento: Path, home: Path) -> tuple[str, st
             str(bento),
             "--base-image",
             engine.base_image,
+            *args,
         ],
         capture_output=True,
         text=True,
@@ -277,8 +279,13 @@ def test_a_code_only_change_reuses_the_requirements_and_models_layers(
     tmp_path: Path,
 ) -> None:
     _, _, changed = bentos
-    tag, output = containerize(docker_engine, changed, tmp_path)
+    manifest, output = containerize(docker_engine, changed, tmp_path, "--kubernetes")
+    tag = "iris:" + changed.name.removesuffix(".bento").split("-", 1)[1]
     try:
+        # --kubernetes: the manifest on stdout, with the image just built.
+        deployment = next(yaml.safe_load_all(manifest))
+        assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == tag
+        assert docker_engine.run("images", "-q", tag) != ""
         steps = _steps(output)
         assert steps["RUN sh env/python/install.sh"] == "cached", output
         assert steps["COPY models/ models/"] == "cached", output
