@@ -267,7 +267,13 @@ def build_bento(
     files["bento.yaml"] = _text(_dump(info))
     python = requirements.python_version
     files["env/docker/Dockerfile"] = _text(
-        deploy.dockerfile(name=name, version=placeholder, config=config, python_version=python)
+        deploy.dockerfile(
+            name=name,
+            version=placeholder,
+            config=config,
+            python_version=python,
+            models=bool(models),
+        )
     )
     files["deploy/kubernetes.yaml"] = _text(
         deploy.kubernetes_manifest(name=name, version=placeholder, config=config)

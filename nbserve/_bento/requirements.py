@@ -223,14 +223,12 @@ def resolve_requirements(
 
 # ---- nbserve's own wheel ------------------------------------------------------------------------
 def local_source() -> Path | None:
-    """nbserve's source tree when it was not installed from an index, else None.
-
-    The tree the running code comes from wins: the archive must carry the nbserve that built
-    it, also when a checkout on `PYTHONPATH` shadows another install (a development setup).
-    """
-    root = Path(__file__).resolve().parents[2]
-    if (root / "pyproject.toml").is_file() and (root / "nbserve" / "__init__.py").is_file():
-        return root  # a source tree: an editable install, PYTHONPATH, or a checkout
+    """nbserve's source tree when it was not installed from an index, else None."""
+    # The tree this nbserve runs from, when it is one (an editable install, or a checkout put
+    # first on PYTHONPATH over another install): the code that runs is the code to bundle.
+    running = Path(__file__).resolve().parents[2]
+    if (running / "pyproject.toml").is_file() and (running / "nbserve" / "__init__.py").is_file():
+        return running
     try:
         dist = metadata.distribution(DISTRIBUTION)
     except metadata.PackageNotFoundError:
@@ -245,7 +243,7 @@ def local_source() -> Path | None:
             if (path / "pyproject.toml").is_file():
                 return path
     # A local wheel or a VCS URL: its source is not at hand.
-    msg = f"nbserve {__version__} was not installed from a package index and its source tree is not at {root}; install it with pip from an index or from its source directory, then export again"
+    msg = f"nbserve {__version__} was not installed from a package index and its source tree is not at {running}; install it with pip from an index or from its source directory, then export again"
     raise RequirementsError(msg)
 
 

@@ -20,6 +20,7 @@ COMMANDS: tuple[str, ...] = (
     "nbserve._cli.build",
     "nbserve._cli.inspect",
     "nbserve._cli.import_",
+    "nbserve._cli.containerize",
     "nbserve._cli.models",
 )
 

@@ -7,10 +7,18 @@ nbserve serve service.py                       the file's only service
 nbserve serve iris-<version>.bento             a bento archive or its directory
 ```
 The server runs on the main thread. Once the service has started, ONE line goes to stderr:
-`nbserve: serving Echo at http://127.0.0.1:3000 (routes: /shout)`; with `--port 0` it names the
-port picked. Logs go to stderr (warnings and errors; `-v` adds lifecycle lines, `-vv` an access
-line per request). SIGINT / SIGTERM stop it gracefully (in-flight requests finish, `on_shutdown`
-runs) and the exit status is 0; a service that fails to start exits with 1.
+`nbserve: serving Echo at http://127.0.0.1:3000 (routes: /shout)`, naming the address actually
+bound (`http://0.0.0.0:3000` with `--host 0.0.0.0`) and, with `--port 0`, the port picked. Logs
+are one line per event (`serve_logs.py`): text or `--log-format json`, on stderr or, with
+`NBSERVE_LOGS=stdout` as in the image, stdout (warnings and errors; `-v` adds lifecycle lines,
+`-vv` an access line per request). SIGINT / SIGTERM stop it gracefully: the port closes at once,
+in-flight requests finish (up to `--timeout-graceful`, by default the service's
+`traffic.timeout`, the longest a request may run anyway), `on_shutdown` runs, and the exit status
+is 0; a service that fails to start exits with 1.
+
+Math libraries (OpenMP, MKL, OpenBLAS) size their thread pools from the host's cores; in a
+container with a CPU limit that oversubscribes the quota, so their thread counts default to the
+CPUs this process may use (`nbserve._runtime.cpus`), unless already set.
 """
 
 from __future__ import annotations
@@ -18,7 +26,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
-import logging
 import os
 import re
 import signal
@@ -26,6 +33,8 @@ import sys
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
+
+from nbserve._cli.serve_logs import LogSetup, configure
 
 if TYPE_CHECKING:
     from nbserve._sdk.service import Service
@@ -55,7 +64,7 @@ def register(commands: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--host",
         default=None,
-        help="address to bind (default: $BENTOML_HOST, else 127.0.0.1; 0.0.0.0 for all interfaces)",
+        help="address to bind (default: $NBSERVE_HOST, else $BENTOML_HOST, else 127.0.0.1; 0.0.0.0 for all interfaces)",
     )
     parser.add_argument(
         "-p",
@@ -73,9 +82,9 @@ def register(commands: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--timeout-graceful",
         type=float,
-        default=30.0,
+        default=None,
         metavar="SECONDS",
-        help="on stop, how long in-flight requests may take to finish (default: 30)",
+        help="on stop, how long in-flight requests may take to finish (default: the service's traffic.timeout)",
     )
     parser.add_argument(
         "--max-body-size",
@@ -121,6 +130,18 @@ def register(commands: Any) -> argparse.ArgumentParser:
         help="a value the service reads with nbserve.use_arguments() (repeat for more)",
     )
     parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default=os.environ.get("NBSERVE_LOG_FORMAT") or "text",
+        help="one line per event, as text or JSON (default: $NBSERVE_LOG_FORMAT, else text)",
+    )
+    parser.add_argument(
+        "--logs",
+        choices=("stderr", "stdout"),
+        default=os.environ.get("NBSERVE_LOGS") or "stderr",
+        help="where logs go (default: $NBSERVE_LOGS, else stderr; the image sets stdout)",
+    )
+    parser.add_argument(
         "-v",
         "--verbose",
         action="count",
@@ -140,9 +161,10 @@ def _default_port() -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    _log_to_stderr(args.verbose)
+    logs = configure(args.verbose, args.log_format, args.logs)
+    _size_math_threads()
     if args.host is None:
-        args.host = _host_from_env()
+        args.host = _host_from_env(logs)
     from nbserve._sdk.arguments import parse_arguments, set_arguments
     from nbserve._sdk.importing import mark_serving
     from nbserve.exceptions import InvalidArgument
@@ -155,6 +177,9 @@ def run(args: argparse.Namespace) -> int:
     except (TargetError, InvalidArgument) as exc:
         print(f"nbserve serve: error: {exc}", file=sys.stderr)
         return 2
+    graceful = (
+        args.timeout_graceful if args.timeout_graceful is not None else service.config.timeout
+    )
 
     from nbserve._runtime.connections import ConnectionLimits
     from nbserve._runtime.server import Server
@@ -177,8 +202,10 @@ def run(args: argparse.Namespace) -> int:
             ),
         )
     except (OSError, ValueError) as exc:
-        print(
-            f"nbserve serve: error: cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr
+        logs.event(
+            "error",
+            f"nbserve serve: error: cannot serve on {args.host}:{args.port}: {exc}",
+            event="bind_failed",
         )
         return 1
     failed: list[BaseException] = []
@@ -186,53 +213,68 @@ def run(args: argparse.Namespace) -> int:
     def started(error: BaseException | None) -> None:
         if error is None:
             routes = ", ".join(server.routes) or "none"
-            print(
-                f"nbserve: serving {service.name} at {server.url} (routes: {routes})",
-                file=sys.stderr,
-                flush=True,
+            logs.event(
+                "info",
+                f"nbserve: serving {service.name} at {address} (routes: {routes})",
+                event="serving",
+                service=service.name,
+                address=address,
+                routes=server.routes,
             )
             return
         failed.append(error)
-        print(
+        logs.event(
+            "error",
             f"nbserve serve: error: {service.name} failed to start: {type(error).__name__}: {error}",
-            file=sys.stderr,
-            flush=True,
+            event="start_failed",
+            service=service.name,
         )
-        server.request_stop(args.timeout_graceful)
+        server.request_stop(graceful)
 
+    address = _bound_url(server.host, server.port, server.deployment.prefix)
     server.run(
         stop_signals=(signal.SIGINT, signal.SIGTERM),
-        graceful_timeout=args.timeout_graceful,
+        graceful_timeout=graceful,
         on_started=started,
     )
     return 1 if failed else 0
 
 
-def _host_from_env() -> str:
-    """$BENTOML_HOST (BentoML's), else 127.0.0.1; said on stderr when the environment chose,
-    since binding every interface must never happen silently."""
-    host = os.environ.get("BENTOML_HOST")
-    if not host:
-        return "127.0.0.1"
-    scope = "every interface" if host in ("0.0.0.0", "::") else "that address"
-    print(
-        f"nbserve: binding {host} ({scope}) because BENTOML_HOST={host!r} is set in the environment; pass --host 127.0.0.1 to stay local",
-        file=sys.stderr,
-        flush=True,
-    )
-    return host
+def _host_from_env(logs: LogSetup) -> str:
+    """$NBSERVE_HOST (the image sets it), else $BENTOML_HOST (BentoML's), else 127.0.0.1; said at
+    start-up when the environment chose, since binding every interface must never be silent."""
+    for name in ("NBSERVE_HOST", "BENTOML_HOST"):
+        host = os.environ.get(name)
+        if host:
+            scope = "every interface" if host in ("0.0.0.0", "::") else "that address"
+            logs.event(
+                "warning",
+                f"nbserve: binding {host} ({scope}) because {name}={host!r} is set in the environment; pass --host 127.0.0.1 to stay local",
+                event="host_from_environment",
+                host=host,
+            )
+            return host
+    return "127.0.0.1"
 
 
-def _log_to_stderr(verbose: int) -> None:
-    level = logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("nbserve %(levelname)s %(name)s: %(message)s"))
-    handler.setLevel(level)
-    logger = logging.getLogger("nbserve")
-    logger.addHandler(handler)
-    if verbose >= 2:
-        logger.setLevel(logging.DEBUG)
-        logging.getLogger("nbserve.service").setLevel(logging.DEBUG)
+def _bound_url(host: str, port: int, prefix: str) -> str:
+    """The address the socket is bound to, as given (`0.0.0.0` stays `0.0.0.0`)."""
+    shown = f"[{host}]" if ":" in host else host or "0.0.0.0"
+    return f"http://{shown}:{port}{prefix}"
+
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def _size_math_threads() -> None:
+    """Before the service imports numpy/torch: their pools sized to the CPU limit, not the host."""
+    from nbserve._runtime.cpus import available_cpus
+
+    if any(os.environ.get(name) for name in THREAD_VARIABLES):
+        return  # the user chose
+    cpus = str(available_cpus())
+    for name in THREAD_VARIABLES:
+        os.environ[name] = cpus
 
 
 # --- finding the service --------------------------------------------------------------------------

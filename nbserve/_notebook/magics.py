@@ -130,6 +130,7 @@ def line_parser() -> Any:
     )
     rollback.add_argument("name", help="the service")
     _add_export_parser(commands)
+    _add_containerize_parser(commands)
     return parser
 
 
@@ -168,6 +169,52 @@ def _export(args: argparse.Namespace) -> None:
         msg = f"cannot export {args.name!r}: {exc.strerror or exc}: {exc.filename or ''}; check the path and its permissions"
         raise UsageError(msg) from None
     print(f"exported {args.name!r} to {path}")
+
+
+def _add_containerize_parser(commands: Any) -> None:
+    image = commands.add_parser(
+        "containerize",
+        help="export NAME and build its container image",
+        description="Export a service (as %serve export does) and build its image with `nbserve containerize`.",
+    )
+    image.add_argument("name", help="the service")
+    image.add_argument("-t", "--tag", help="the image's name:tag (default: <name>:<version>)")
+    image.add_argument("--base-image", metavar="IMAGE", help="the image to build on")
+    image.add_argument(
+        "-o",
+        "--output",
+        default="dist",
+        metavar="DIR",
+        help="where the .bento goes (default: dist)",
+    )
+    image.add_argument(
+        "--print",
+        dest="print_only",
+        action="store_true",
+        help="write the build context and print the build command; build nothing",
+    )
+
+
+def _containerize(args: argparse.Namespace) -> None:
+    from nbserve._bento.export import export
+    from nbserve._cli.containerize import containerize
+    from nbserve.exceptions import NbserveError
+
+    try:
+        path = export(REGISTRY.get(args.name).service, args.output)
+        print(f"exported {args.name!r} to {path}", flush=True)
+        options = argparse.Namespace(
+            bento=str(path),
+            tag=args.tag,
+            base_image=args.base_image,
+            engine=None,
+            print_only=args.print_only,
+            output=args.output,
+            kubernetes=False,
+        )
+        containerize(options)
+    except NbserveError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _line_help() -> str:
@@ -302,6 +349,8 @@ class ServeMagics(Magics):
             print(f"rolled {entry.name!r} back to version {entry.versions[-1].number}")
         elif args.command == "export":
             _export(args)
+        elif args.command == "containerize":
+            _containerize(args)
 
     @property
     def _shell(self) -> InteractiveShell:

@@ -7,7 +7,6 @@ not act on (ssl, logging, tracing, ...) are kept as given with a warning, never 
 from __future__ import annotations
 
 import math
-import os
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict
@@ -78,8 +77,10 @@ class ServiceConfig:
     @property
     def worker_count(self) -> int | None:
         """Workers as a number: None means "inline in a notebook, one process elsewhere"."""
-        if self.workers == "cpu_count":
-            return os.cpu_count() or 1
+        if self.workers == "cpu_count":  # the container's CPU limit, not the host's cores
+            from nbserve._runtime.cpus import available_cpus
+
+            return available_cpus()
         return self.workers
 
     @property

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import re
@@ -250,3 +251,51 @@ def test_a_host_from_bentoml_host_is_said_at_start_up(
     assert httpx.post(url + "/shout", json={"text": "hi"}).text == "HI"
     proc.process.send_signal(signal.SIGTERM)
     assert proc.finish() == 0
+
+
+def test_json_logs_on_stdout_name_the_address_actually_bound(
+    service_file: Path, tmp_path: Path
+) -> None:
+    """As in the image: `--host 0.0.0.0`, logs on stdout, one JSON object per line."""
+    env = {**os.environ, "NBSERVE_LOGS": "stdout", "NBSERVE_HOST": "0.0.0.0", "PORT": "0"}
+    env["SHUTDOWN_MARKER"] = str(tmp_path / "marker")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "nbserve._cli.main",
+            "serve",
+            f"{service_file}:Echo",
+            "--log-format",
+            "json",
+            "-v",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        events = []
+        for line in process.stdout:
+            events.append(json.loads(line))  # every line is one JSON object
+            if events[-1].get("event") == "serving":
+                break
+        ready = events[-1]
+        assert ready["address"].startswith("http://0.0.0.0:")  # what is bound, not 127.0.0.1
+        assert ready["routes"] == ["/shout"]
+        port = port_of(ready["address"])
+        assert httpx.post(f"http://127.0.0.1:{port}/shout", json={"text": "x"}).text == "X"
+        process.send_signal(signal.SIGTERM)
+        rest, errors = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate(timeout=10)
+    assert process.returncode == 0
+    assert errors == ""  # nothing on stderr: the logs went to stdout
+    later = [json.loads(line) for line in rest.splitlines()]
+    assert {e["level"] for e in events + later} <= {"info", "warning"}
+    assert any("stopped" in e["message"] for e in later), later

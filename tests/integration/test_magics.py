@@ -499,3 +499,19 @@ def test_an_export_that_cannot_read_or_write_says_which_path(ip: Any, tmp_path: 
     with pytest.raises(UsageError, match=rf"cannot export 'Echo': .*{missing.name}"):
         ip.run_line_magic("serve", f"export Echo -o {tmp_path} --requirements {missing}")
     assert list(tmp_path.glob("*.bento")) == []
+
+
+@pytest.mark.slow
+def test_serve_containerize_print_exports_and_writes_the_build_context(
+    ip: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`%serve containerize NAME --print`: the export, then the context and the command."""
+    serve(ip, echo())
+    ip.run_line_magic("serve", f"containerize Echo --print -o {tmp_path}")
+    (bento,) = tmp_path.glob("echo-*.bento")
+    (context,) = tmp_path.glob("echo-*.context.tar")
+    version = bento.name.removesuffix(".bento").split("-", 1)[1]
+    assert context.name == f"echo-{version}.context.tar"
+    out = capsys.readouterr().out
+    assert f"exported 'Echo' to {bento}" in out
+    assert f"docker build -f env/docker/Dockerfile -t echo:{version} - < {context}" in out

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+import nbserve
 from nbserve import __version__
 from nbserve._bento.requirements import (
     RequirementsError,
@@ -108,6 +109,12 @@ def test_an_editable_install_is_a_local_source() -> None:
     assert root is not None
     assert (root / "pyproject.toml").is_file()
     assert (root / "nbserve" / "__init__.py").is_file()
+
+
+def test_the_source_bundled_is_the_tree_that_runs() -> None:
+    # A checkout put first on PYTHONPATH over an editable install of another tree: the wheel
+    # must be built from the code that runs (and that the tests test), not the installed one.
+    assert local_source() == Path(nbserve.__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
