@@ -1,0 +1,46 @@
+"""Try a service from the notebook: the request tester, the live dashboard and load tests.
+
+```python
+nbserve.tester("Sentiment")            # also handle.tester(), and under every %%serve
+nbserve.services()["Sentiment"].dashboard()
+df = nbserve.load_test("Sentiment", route="/classify", concurrency=16, duration=10)
+```
+`widget.py` is the anywidget (its front end in `static/`), `bridge.py` the kernel-side HTTP
+transport, `dashboard.py` the live numbers, `loadtest.py` / `loadgen.py` the load test,
+`examples.py` the example bodies, `target.py` what they all point at.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from nbserve._notebook.tester.widget import RequestTester
+
+__all__ = ["dashboard", "load_test", "tester"]
+
+
+def tester(service: Any) -> RequestTester:
+    """A request tester for `service` (a name served with `%%serve`, `nbserve.services()[NAME]`
+    or the handle `nbserve.serve()` returned): one tab per API, answers rendered by type."""
+    from nbserve._notebook.tester.widget import RequestTester
+
+    return RequestTester(service)
+
+
+def dashboard(service: Any) -> RequestTester:
+    """A live dashboard of `service`: requests, error rate, p50/p95/p99 per route, batch sizes,
+    workers. It updates while shown and costs nothing while not."""
+    from nbserve._notebook.tester.widget import RequestTester
+
+    return RequestTester(service, view="dashboard")
+
+
+def load_test(service: Any, route: str | None = None, **options: Any) -> pd.DataFrame:
+    """Load-test one route of `service` over real HTTP from a separate process; see
+    `nbserve._notebook.tester.loadtest.load_test` for the options."""
+    from nbserve._notebook.tester import loadtest
+
+    return loadtest.load_test(service, route, **options)
