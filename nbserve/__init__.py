@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from nbserve import models, testing
     from nbserve._bento.export import export
     from nbserve._client import AsyncHTTPClient, SyncHTTPClient
+    from nbserve._notebook.tester import dashboard, load_test, tester
     from nbserve._runtime.server import ServiceHandle, serve
 
 __all__ = [
@@ -54,10 +55,12 @@ __all__ = [
     "SyncHTTPClient",
     "__version__",
     "api",
+    "dashboard",
     "depends",
     "exceptions",
     "export",
     "load_ipython_extension",
+    "load_test",
     "models",
     "on_deployment",
     "on_shutdown",
@@ -69,6 +72,7 @@ __all__ = [
     "stop",
     "stop_all",
     "task",
+    "tester",
     "testing",
     "unload_ipython_extension",
     "validators",
@@ -82,6 +86,9 @@ _LAZY = {
     "serve": "nbserve._runtime.server",
     "models": "nbserve.models",
     "export": "nbserve._bento.export",
+    "tester": "nbserve._notebook.tester",
+    "dashboard": "nbserve._notebook.tester",
+    "load_test": "nbserve._notebook.tester",
 }
 
 

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from harness import CHROMIUM, JupyterLab, LabPage, launch_chromium
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -309,7 +309,9 @@ class LabPage:
     def menu(self, *labels: str) -> None:
         """Click through the menu bar: `menu("Run", "Run All Cells")`."""
         first, *rest = labels
-        self.page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(f"^{re.escape(first)}$")).click()
+        self.page.locator(
+            ".lm-MenuBar-itemLabel", has_text=re.compile(f"^{re.escape(first)}$")
+        ).click()
         for label in rest:
             self.page.locator(
                 ".lm-Menu-itemLabel", has_text=re.compile(f"^{re.escape(label)}$")

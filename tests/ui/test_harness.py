@@ -17,7 +17,11 @@ def test_lab_runs_a_notebook_and_shows_its_outputs(
     root = tmp_path / "root"
     root.mkdir()
     nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     nb.cells = [
         nbformat.v4.new_markdown_cell("# A title"),
         nbformat.v4.new_code_cell("print('hello ' + 'lab')"),

@@ -49,9 +49,7 @@ def background_loop() -> asyncio.AbstractEventLoop:
     with _loop_lock:
         if _loop is None or _loop.is_closed():
             loop = asyncio.new_event_loop()
-            thread = threading.Thread(
-                target=loop.run_forever, name="nbserve-tester", daemon=True
-            )
+            thread = threading.Thread(target=loop.run_forever, name="nbserve-tester", daemon=True)
             thread.start()
             _loop = loop
         return _loop

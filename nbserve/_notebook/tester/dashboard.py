@@ -83,7 +83,12 @@ def snapshot(target: Target, client: httpx.Client | None = None) -> dict[str, An
                 "p99_ms": numbers.get("p99_ms") if count else None,
             }
         )
-    frame: dict[str, Any] = {"state": target.state(), "routes": routes, "batches": {}, "workers": []}
+    frame: dict[str, Any] = {
+        "state": target.state(),
+        "routes": routes,
+        "batches": {},
+        "workers": [],
+    }
     headers = {"Authorization": f"Bearer {target.token}"} if target.token else {}
     try:
         own = client is None

@@ -48,7 +48,7 @@ def example_value(prop: Mapping[str, Any], *, use_default: bool = True) -> Any:
         return prop["default"]
     if "examples" in prop and isinstance(prop["examples"], list) and prop["examples"]:
         return prop["examples"][0]
-    if "enum" in prop and prop["enum"]:
+    if prop.get("enum"):
         return prop["enum"][0]
     if "const" in prop:
         return prop["const"]

@@ -64,7 +64,10 @@ async def run(config: dict[str, Any]) -> list[Sample]:
 
     async def report() -> None:
         while True:
-            print(json.dumps({"done": len(samples), "elapsed": time.perf_counter() - begin}), flush=True)
+            print(
+                json.dumps({"done": len(samples), "elapsed": time.perf_counter() - begin}),
+                flush=True,
+            )
             await asyncio.sleep(0.2)
 
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)

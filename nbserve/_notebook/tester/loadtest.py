@@ -69,9 +69,11 @@ def _encode(route: dict[str, Any], body: Any) -> dict[str, str]:
 def _progress(total: float, enabled: bool) -> Any:
     if not enabled:
         return None
-    from tqdm.auto import tqdm
+    from tqdm import auto  # type: ignore[import-untyped]  # tqdm ships no stubs
 
-    return tqdm(total=round(total, 1), unit="s", desc="load test", bar_format="{l_bar}{bar}| {postfix}")
+    return auto.tqdm(
+        total=round(total, 1), unit="s", desc="load test", bar_format="{l_bar}{bar}| {postfix}"
+    )
 
 
 def load_test(
@@ -125,7 +127,8 @@ def load_test(
             stderr=subprocess.PIPE,
             text=True,
         )
-        assert proc.stdin is not None and proc.stdout is not None
+        assert proc.stdin is not None
+        assert proc.stdout is not None
         proc.stdin.write(json.dumps(config))
         proc.stdin.close()
         try:
@@ -156,12 +159,13 @@ def load_test(
     summary = summarize(frame, concurrency=concurrency, route=path)
     frame.attrs["summary"] = summary
     if show and _in_kernel():
-        from IPython.display import SVG, display
+        from IPython import display as ipy_display
 
-        report = LoadTestReport(summary)
-        display(report)
+        put: Any = ipy_display.display  # untyped in IPython
+        svg: Any = ipy_display.SVG
+        put(LoadTestReport(summary))
         if len(frame):
-            display(SVG(plot_svg(frame)))
+            put(svg(plot_svg(frame)))
     return frame
 
 
@@ -191,7 +195,9 @@ def summarize(frame: pd.DataFrame, *, concurrency: int, route: str) -> dict[str,
         "p95_ms": float(latency.quantile(0.95)) if n else None,
         "p99_ms": float(latency.quantile(0.99)) if n else None,
         "max_ms": float(latency.max()) if n else None,
-        "errors": {int(k): int(v) for k, v in failed["status"].value_counts().sort_index().items()},
+        "errors": {
+            int(str(k)): int(v) for k, v in failed["status"].value_counts().sort_index().items()
+        },
     }
 
 
@@ -217,10 +223,16 @@ class LoadTestReport:
         rows = [
             ("requests", f"{s['requests']} in {s['seconds']:.1f} s ({s['ok']} ok)"),
             ("throughput", f"{s['requests_per_s']:.1f} requests/s"),
-            ("latency", f"p50 {ms(s['p50_ms'])} · p95 {ms(s['p95_ms'])} · p99 {ms(s['p99_ms'])} · max {ms(s['max_ms'])}"),
+            (
+                "latency",
+                f"p50 {ms(s['p50_ms'])} · p95 {ms(s['p95_ms'])} · p99 {ms(s['p99_ms'])} · max {ms(s['max_ms'])}",
+            ),
             ("errors", errors or "none"),
         ]
-        body = "".join(f"<tr><th style='text-align:left'>{k}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
+        body = "".join(
+            f"<tr><th style='text-align:left'>{k}</th><td>{html.escape(v)}</td></tr>"
+            for k, v in rows
+        )
         head = f"<b>nbserve load test</b> of <code>{html.escape(s['route'])}</code> with {s['concurrency']} clients"
         return f"<div class='nbserve-loadtest'>{head}<table>{body}</table></div>"
 
@@ -237,21 +249,27 @@ def plot_svg(frame: pd.DataFrame) -> str:
     from matplotlib.figure import Figure
 
     # No pyplot: no global figure state, no GUI backend, nothing left open in the kernel.
-    style = {"svg.hashsalt": "nbserve", "svg.fonttype": "none", "font.size": 9}
+    style: Any = {"svg.hashsalt": "nbserve", "svg.fonttype": "none", "font.size": 9}
     with matplotlib.rc_context(style):
         fig = Figure(figsize=(11, 3), layout="constrained")
         over_time, histogram, throughput = fig.subplots(1, 3)
         ok = frame[frame["status"].between(200, 399)]
         bad = frame[~frame["status"].between(200, 399)]
-        over_time.scatter(ok["start_s"], ok["latency_ms"], s=3, alpha=0.5, label="ok", color="#0969da")
+        over_time.scatter(
+            ok["start_s"], ok["latency_ms"], s=3, alpha=0.5, label="ok", color="#0969da"
+        )
         if len(bad):
-            over_time.scatter(bad["start_s"], bad["latency_ms"], s=6, label="error", color="#cf222e")
+            over_time.scatter(
+                bad["start_s"], bad["latency_ms"], s=6, label="error", color="#cf222e"
+            )
             over_time.legend(loc="upper right")
         over_time.set(title="latency over time", xlabel="time (s)", ylabel="latency (ms)")
         histogram.hist(frame["latency_ms"], bins=40, color="#0969da")
         for q, style_ in ((0.5, "-"), (0.95, "--"), (0.99, ":")):
             value = frame["latency_ms"].quantile(q)
-            histogram.axvline(value, color="#57606a", linestyle=style_, label=f"p{round(q * 100)} {value:.1f} ms")
+            histogram.axvline(
+                value, color="#57606a", linestyle=style_, label=f"p{round(q * 100)} {value:.1f} ms"
+            )
         histogram.legend(loc="upper right")
         histogram.set(title="latency histogram", xlabel="latency (ms)", ylabel="requests")
         ends = frame["start_s"] + frame["latency_ms"] / 1000

@@ -37,7 +37,7 @@ STATIC = Path(__file__).parent / "static"
 HISTORY_LENGTH = 20
 
 
-class RequestTester(anywidget.AnyWidget):  # type: ignore[misc]
+class RequestTester(anywidget.AnyWidget):
     """Try a served service's APIs from the notebook; see `nbserve.tester`."""
 
     _esm = STATIC / "tester.js"
@@ -50,7 +50,7 @@ class RequestTester(anywidget.AnyWidget):  # type: ignore[misc]
     urls = traitlets.Dict().tag(sync=True)
     token_required = traitlets.Bool(False).tag(sync=True)
     view = traitlets.Unicode("tester").tag(sync=True)
-    history = traitlets.List().tag(sync=True)
+    history: traitlets.List[dict[str, Any]] = traitlets.List().tag(sync=True)
 
     def __init__(
         self, served: Any, *, view: str = "tester", reply: Reply | None = None, **kwargs: Any
@@ -103,7 +103,11 @@ class RequestTester(anywidget.AnyWidget):  # type: ignore[misc]
                 earlier = self._sent.get(str(content.get("of")))
             if earlier is None:
                 self._reply(
-                    {"type": "failed", "id": content.get("id"), "message": "that request is no longer in the history"},
+                    {
+                        "type": "failed",
+                        "id": content.get("id"),
+                        "message": "that request is no longer in the history",
+                    },
                     [],
                 )
                 return
@@ -138,7 +142,7 @@ class RequestTester(anywidget.AnyWidget):  # type: ignore[misc]
             if sent is None:
                 return
             entries = [dict(e) for e in self.history if e.get("id") != rid]
-            old = next((e for e in self.history if e.get("id") == rid), {})
+            old: dict[str, Any] = next((e for e in self.history if e.get("id") == rid), {})
             entry = {
                 **old,
                 "id": rid,
