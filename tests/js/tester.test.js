@@ -92,7 +92,7 @@ describe("form building", () => {
     form.el.querySelector("[name=n]").value = "3";
     form.el.querySelector("[name=loud]").checked = true;
     const { message, buffers } = await form.collect();
-    expect(message).toMatchObject({ type: "send", api: "classify", path: "/classify", route: "/classify", kind: "json" });
+    expect(message).toMatchObject({ type: "send", api: "classify", path: "/classify", kind: "json" });
     expect(JSON.parse(message.body)).toEqual({ text: "I love it", n: 3, t: 0.5, loud: true, mode: "slow", tags: [], person: { name: "string" }, x: [[0, 0]], df: [{ a: 0 }] });
     expect(buffers).toEqual([]);
   });
@@ -228,7 +228,7 @@ describe("answers", () => {
 describe("code snippets", () => {
   it("writes curl and Python for a JSON request", () => {
     const message = requestMessage({ ...ROUTES.classify, fullPath: "/v1/classify" }, { text: "it's good", n: 2, flags: [true, null] });
-    expect(message.path).toBe("/v1/classify");
+    expect(message.path).toBe("/classify");
     expect(curlFor(message, "http://127.0.0.1:8000/v1")).toBe(
       "curl -s -X POST http://127.0.0.1:8000/v1/classify \\\n  -H 'Content-Type: application/json' \\\n  -d '{\"text\":\"it'\"'\"'s good\",\"n\":2,\"flags\":[true,null]}'");
     expect(pythonFor(message, "http://127.0.0.1:8000/v1", "Sentiment")).toBe(

@@ -60,7 +60,7 @@ def build_request(
 ) -> tuple[str, str, dict[str, Any]]:
     """Method, URL and httpx keyword arguments for one tester request message.
 
-    `message`: `path` (route, prefix included), `kind` (`json`, `text`, `multipart` or
+    `message`: `path` (the API's route, relative to `base_url`, which holds the path prefix), `kind` (`json`, `text`, `multipart` or
     `empty`), `body` (JSON text or raw text), `fields` (multipart: name → JSON text, encoded as
     BentoML's client sends them), `files` (multipart: `{field, filename, content_type}`, the
     contents in `buffers`, same order).

@@ -52,14 +52,16 @@ def parse_metrics(text: str) -> dict[str, Any]:
                         "devices": labels.get("devices", ""),
                     }
                 )
-    batches: dict[str, list[list[float]]] = {}
+    # Upper bound → rows in that bucket; the +Inf bucket's bound is None (JSON has no Infinity,
+    # and Jupyter's message packer refuses NaN and Infinity).
+    batches: dict[str, list[list[float | None]]] = {}
     for api, buckets in cumulative.items():
         previous = 0.0
-        rows = []
+        rows: list[list[float | None]] = []
         for bound in sorted(buckets):
             count = buckets[bound] - previous
             previous = buckets[bound]
-            rows.append([bound, count])
+            rows.append([bound if bound != float("inf") else None, count])
         if previous:  # no batch yet: nothing to show
             batches[api] = rows
     workers.sort(key=lambda w: w["index"])

@@ -107,7 +107,7 @@ def load_test(
     chosen = list(bodies) if bodies is not None else [body] if body is not None else []
     if not chosen:
         chosen = [example_body(spec)]
-    path = target.prefix + spec["route"]
+    path = spec["route"]  # relative to target.url, which holds the path prefix
     with tempfile.TemporaryDirectory(prefix="nbserve-loadtest-") as tmp:
         out = Path(tmp) / "samples.json"
         config = {
@@ -156,7 +156,7 @@ def load_test(
     frame = pd.DataFrame(rows, columns=COLUMNS).sort_values("start_s", ignore_index=True)
     frame["status"] = frame["status"].astype(int)
     frame["bytes"] = frame["bytes"].astype(int)
-    summary = summarize(frame, concurrency=concurrency, route=path)
+    summary = summarize(frame, concurrency=concurrency, route=target.prefix + path)
     frame.attrs["summary"] = summary
     if show and _in_kernel():
         from IPython import display as ipy_display

@@ -26,7 +26,8 @@ class Target:
 
     @property
     def url(self) -> str:
-        """The service's URL inside the kernel (loopback), path prefix not included."""
+        """The service's URL inside the kernel (loopback), its path prefix included: every route
+        (`/schema.json`, `/metrics`, the APIs) is under it."""
         return str(self._served.url).rstrip("/")
 
     @property

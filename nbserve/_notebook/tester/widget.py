@@ -80,7 +80,7 @@ class RequestTester(anywidget.AnyWidget):
             self.examples = {r["name"]: field_examples(r.get("input") or {}) for r in routes}
             self.prefix = self.target.prefix
             self.urls = {
-                "local": self.target.url + self.target.prefix,
+                "local": self.target.url,
                 "public": self.target.public_url,
             }
             self.token_required = self.target.token is not None

@@ -203,8 +203,8 @@ function readFile(file) {
 /** The comm message of one request (see bridge.build_request), without its id. */
 export function requestMessage(route, values, files = []) {
   const input = route.input || {};
-  // `path` is what the kernel requests (prefix included); `route` is relative to the prefix.
-  const base = { type: "send", api: route.name, path: route.fullPath || route.route, route: route.route, method: "POST" };
+  // `path` is relative to the service's URL, which holds its path prefix (`/v1`).
+  const base = { type: "send", api: route.name, path: route.route, method: "POST" };
   if (files.length) {
     const fields = {};
     for (const [k, v] of Object.entries(values)) fields[k] = JSON.stringify(v);
@@ -364,7 +364,7 @@ function shellQuote(s) {
 
 /** The request as a curl command against `url` (the service's URL, its path prefix included). */
 export function curlFor(message, url, tokenRequired = false) {
-  const parts = [`curl -s -X POST ${url.replace(/\/$/, "")}${message.route || message.path}`];
+  const parts = [`curl -s -X POST ${url.replace(/\/$/, "")}${message.path}`];
   if (tokenRequired) parts.push(`-H "Authorization: Bearer $NBSERVE_TOKEN"`);
   if (message.kind === "multipart") {
     for (const [k, v] of Object.entries(message.fields || {})) parts.push(`-F ${shellQuote(`${k}=${v}`)}`);
