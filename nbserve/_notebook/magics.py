@@ -168,6 +168,9 @@ def _export(args: argparse.Namespace) -> None:
 
 
 # --- the request tester and %serve loadtest (nbserve._notebook.tester owns them) -------------
+_TESTERS: dict[str, Any] = {}  # service name → the tester shown under its %%serve cell
+
+
 def _show_tester(entry: Any) -> None:
     """The request tester under the status, in a kernel only: a terminal shell has no widgets
     (it would print the widget's text), and without anywidget there is nothing to show."""
@@ -181,6 +184,12 @@ def _show_tester(entry: Any) -> None:
         widget = tester(entry)
     except ImportError:  # the notebook extra is not installed: the status alone
         return
+    # A re-run replaces the cell's outputs: the previous tester's view is gone, so close its
+    # comm too rather than keep one live widget per run.
+    previous = _TESTERS.pop(entry.name, None)
+    if previous is not None:
+        previous.close()
+    _TESTERS[entry.name] = widget
     from IPython import display as ipy_display
 
     show: Any = ipy_display.display  # untyped in IPython

@@ -6,7 +6,7 @@ nbserve.services()["Sentiment"].dashboard()
 df = nbserve.load_test("Sentiment", route="/classify", concurrency=16, duration=10)
 ```
 `widget.py` is the anywidget (its front end in `static/`), `bridge.py` the kernel-side HTTP
-transport, `dashboard.py` the live numbers, `loadtest.py` / `loadgen.py` the load test,
+transport, `stats.py` the live numbers, `loadtest.py` / `loadgen.py` the load test,
 `examples.py` the example bodies, `target.py` what they all point at.
 """
 

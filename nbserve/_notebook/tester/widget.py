@@ -27,8 +27,8 @@ import anywidget
 import traitlets
 
 from nbserve._notebook.tester.bridge import Bridge, Reply
-from nbserve._notebook.tester.dashboard import Poller
 from nbserve._notebook.tester.examples import field_examples
+from nbserve._notebook.tester.stats import Poller
 from nbserve._notebook.tester.target import Target, as_target
 
 __all__ = ["RequestTester"]
