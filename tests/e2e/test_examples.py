@@ -20,7 +20,11 @@ pytestmark = pytest.mark.slow
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 # The notebooks of the notebook-serving issue; other examples join this list as they land.
-NOTEBOOKS = [EXAMPLES / "01-quickstart.ipynb", EXAMPLES / "03-export.ipynb"]
+NOTEBOOKS = [
+    EXAMPLES / "01-quickstart.ipynb",
+    EXAMPLES / "03-export.ipynb",
+    EXAMPLES / "04-try-and-load-test.ipynb",
+]
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[n.name for n in NOTEBOOKS])
