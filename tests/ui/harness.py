@@ -28,7 +28,11 @@ API
 `LabPage(page, lab)`: page helpers that work across JupyterLab 4.x.
     - `open(path)`: open a notebook (or any file) and wait for its kernel to be idle.
     - `run_all()`: Run ▸ Run All Cells, then `wait_until_executed()`.
-    - `wait_until_executed(timeout)`: every code cell has run (`[n]:` prompts, kernel idle).
+    - `run_all_above(index)`: Run ▸ Run All Above Selected Cell (e.g. all but a final
+      cleanup cell), then wait for those cells.
+    - `select_cell(index)`: select a cell (every cell type counted).
+    - `wait_until_executed(timeout, upto=None)`: every code cell (above `upto`) has run
+      (`[n]:` prompts, kernel idle).
     - `cell_output(index)`: the Locator of code-cell `index`'s output area.
     - `wait_for_output(text_or_selector, timeout)`: wait for text (or a CSS selector) to appear
       in any output area; returns its Locator.
@@ -155,12 +159,17 @@ class JupyterLab:
         return env
 
     def _user_settings(self) -> None:
-        """No news or update pop-ups over the page (they would cover what a test clicks)."""
-        settings = self._home / "settings" / "@jupyterlab" / "apputils-extension"
-        settings.mkdir(parents=True, exist_ok=True)
-        (settings / "notification.jupyterlab-settings").write_text(
-            json.dumps({"fetchNews": "false", "checkForUpdates": False})
-        )
+        """No news or update pop-ups over the page (they would cover what a test clicks), and
+        every cell of a notebook in the DOM (no windowing), so cells can be found by index."""
+        settings = self._home / "settings" / "@jupyterlab"
+        files = {
+            "apputils-extension/notification": {"fetchNews": "false", "checkForUpdates": False},
+            "notebook-extension/tracker": {"windowingMode": "none"},
+        }
+        for name, values in files.items():
+            path = settings / f"{name}.jupyterlab-settings"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(values))
 
     def start(self) -> None:
         self._user_settings()
@@ -331,17 +340,34 @@ class LabPage:
         self.menu("Run", "Run All Cells")
         self.wait_until_executed(timeout=timeout)
 
+    def select_cell(self, index: int) -> None:
+        """Select the `index`-th cell (0-based, every cell type counted) in command mode."""
+        cell = self._notebook().locator(".jp-Cell").nth(index)
+        cell.locator(".jp-InputPrompt").first.click()
+        self.page.keyboard.press("Escape")
+
+    def run_all_above(self, index: int, *, timeout: float = 180) -> None:
+        """Run every cell above cell `index` (e.g. all but a final cleanup cell), then wait
+        until each code cell among them has run."""
+        self.select_cell(index)
+        self.menu("Run", "Run All Above Selected Cell")
+        self.wait_until_executed(timeout=timeout, upto=index)
+
     def _notebook(self) -> Locator:
         return self.page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook").first
 
-    def wait_until_executed(self, *, timeout: float = 180) -> None:
-        """Every code cell shows an execution count (`[n]:`) and the kernel is idle again."""
-        script = """(root) => {
-            const prompts = [...root.querySelectorAll('.jp-CodeCell .jp-InputPrompt')];
+    def wait_until_executed(self, *, timeout: float = 180, upto: int | None = None) -> None:
+        """Every code cell (above cell `upto`, if given) shows an execution count (`[n]:`),
+        and the kernel is idle again."""
+        script = """([root, upto]) => {
+            const cells = [...root.querySelectorAll('.jp-Cell')].slice(0, upto ?? undefined);
+            const prompts = cells.filter(c => c.classList.contains('jp-CodeCell'))
+                .map(c => c.querySelector('.jp-InputPrompt'));
             return prompts.length > 0 && prompts.every(p => /\\[\\d+\\]/.test(p.textContent));
         }"""
         deadline = time.monotonic() + timeout
-        while not self._notebook().evaluate(script):
+        handle = self._notebook().element_handle()
+        while not self.page.evaluate(script, [handle, upto]):
             if time.monotonic() > deadline:
                 msg = f"not every cell ran within {timeout:.0f} s"
                 raise TimeoutError(msg)
@@ -357,7 +383,7 @@ class LabPage:
         else text; returns the first match's Locator."""
         outputs = self._notebook().locator(".jp-OutputArea-output")
         if what.startswith("css="):
-            target = self._notebook().locator(f".jp-OutputArea-output {what[4:]}").first
+            target = self._notebook().locator(f".jp-OutputArea {what[4:]}").first
         else:
             target = outputs.filter(has_text=what).first
         target.wait_for(state="visible", timeout=timeout * 1000)

@@ -1,0 +1,127 @@
+"""The request tester, dashboard and load test in a real JupyterLab, in Chromium.
+
+JupyterLab opens `examples/04-try-and-load-test.ipynb` (a copy, in a temp root dir) and runs
+every cell but the final `stop_all()`. Then, as a user: the tester's form is filled and sent
+(JSON answer, a stream, a validation error shown next to its field), the dashboard shows the
+requests the load tests made, and the load test's plot is on the page.
+
+`NBSERVE_SCREENSHOTS=<dir>` also saves `tester.png` and `dashboard.png` there (the README's
+pictures come from this test: `NBSERVE_SCREENSHOTS=docs/images`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import nbformat
+import pytest
+from harness import JupyterLab, LabPage
+
+REPO = Path(__file__).resolve().parents[2]
+NOTEBOOK = "04-try-and-load-test.ipynb"
+
+
+@pytest.mark.timeout(600)
+def test_try_watch_and_load_test_in_jupyterlab(
+    lab_factory: Callable[..., JupyterLab],
+    lab_page_for: Callable[[JupyterLab], LabPage],
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    shutil.copy(REPO / "examples" / NOTEBOOK, root / NOTEBOOK)
+    cells = nbformat.read(root / NOTEBOOK, as_version=4).cells
+    last = len(cells) - 1
+    assert "stop_all" in cells[last].source
+    lab = lab_factory(root_dir=root, env={"NBSERVE_HOME": str(tmp_path / "home")})
+    lab_page = lab_page_for(lab)
+    page = lab_page.page
+    lab_page.open(NOTEBOOK)
+    lab_page.run_all_above(last)
+
+    tester = page.locator(".nbs-tester[data-view=tester]").first
+    tester.wait_for(state="visible", timeout=30_000)
+    tabs = tester.locator(".nbs-tab")
+    assert tabs.all_inner_texts() == ["classify", "scores", "explain", "Dashboard"]
+
+    # JSON in, JSON out: the form, Send, the answer with status, latency and size.
+    classify = tester.locator("[data-api=classify]")
+    assert classify.locator("input[name=text]").input_value() == "string"  # the example
+    classify.locator("input[name=text]").fill("I love this notebook")
+    classify.locator(".nbs-send").click()
+    status = classify.locator(".nbs-answer [data-status]")
+    status.wait_for(timeout=30_000)
+    assert status.inner_text() == "200 OK"
+    body = classify.locator(".nbs-answer pre")
+    assert json.loads(body.inner_text()) == {"label": "positive", "score": 1}
+    assert classify.locator(".nbs-latency").inner_text().endswith(("ms", "s"))
+    # The same request as curl, with the kernel-side URL.
+    classify.locator(".nbs-code summary").click()
+    assert "I love this notebook" in classify.locator(".nbs-curl").inner_text()
+    assert "client.classify(text=" in classify.locator(".nbs-python").inner_text()
+
+    # A list input edited as JSON; an invalid value comes back as a 400 next to its field.
+    tabs.filter(has_text="scores").click()
+    scores = tester.locator("[data-api=scores]")
+    scores.locator("textarea[name=texts]").fill('["good", "bad", 3]')
+    scores.locator(".nbs-send").click()
+    scores.locator(".nbs-answer [data-status]").wait_for(timeout=30_000)
+    assert scores.locator(".nbs-answer [data-status]").inner_text() == "400 Bad Request"
+    assert scores.locator("[data-field=texts] .nbs-field-error").inner_text() != ""
+    scores.locator("textarea[name=texts]").fill('["good", "bad"]')
+    scores.locator(".nbs-send").click()
+    page.wait_for_function(
+        "() => document.querySelector('[data-api=scores] .nbs-answer [data-status]')?.textContent === '200 OK'",
+        timeout=30_000,
+    )
+    assert json.loads(scores.locator(".nbs-answer pre").inner_text()) == [1, -1]
+
+    # A stream grows chunk by chunk.
+    tabs.filter(has_text="explain").click()
+    explain = tester.locator("[data-api=explain]")
+    explain.locator("input[name=text]").fill("a good day")
+    explain.locator(".nbs-send").click()
+    page.wait_for_function(
+        "() => document.querySelector('[data-api=explain] .nbs-latency') !== null",
+        timeout=30_000,
+    )
+    assert explain.locator(".nbs-stream").inner_text() == "a· good+ day· "
+    assert explain.locator(".nbs-chunks").inner_text() == "3 chunks"
+
+    # The history lists them, newest first, and re-sends.
+    tester.locator(".nbs-history-box summary").click()
+    rows = tester.locator(".nbs-history-row")
+    assert rows.count() >= 4
+    assert rows.first.locator("code").inner_text() == "/explain"
+
+    # The dashboard counts what the load tests sent.
+    dashboard = page.locator(".nbs-tester[data-view=dashboard]").first
+    dashboard.scroll_into_view_if_needed()
+    page.wait_for_function(
+        "() => Number(document.querySelector('.nbs-tester[data-view=dashboard] [data-metric=requests]')?.textContent) > 10",
+        timeout=30_000,
+    )
+    assert dashboard.locator("[data-route='/classify']").count() == 1
+    assert dashboard.locator(".nbs-batch[data-api=scores] .nbs-bar-row").count() >= 1
+
+    # The load test's report and its plot (an SVG output, kept in the saved notebook).
+    report = lab_page.wait_for_output("nbserve load test")
+    assert "requests/s" in report.inner_text()
+    plot = lab_page.wait_for_output("css=.jp-RenderedSVG")
+    assert plot.bounding_box() is not None
+    assert plot.bounding_box()["width"] > 300  # type: ignore[index]
+
+    assert [e for e in lab_page.errors if "nbs" in e or "tester" in e] == []
+
+    shots = os.environ.get("NBSERVE_SCREENSHOTS")
+    if shots:
+        tabs.filter(has_text="classify").click()
+        classify.locator(".nbs-code summary").click()  # closed again: a compact picture
+        tester.locator(".nbs-history-box summary").click()
+        tester.scroll_into_view_if_needed()
+        lab_page.screenshot(Path(shots) / "tester.png", tester)
+        lab_page.screenshot(Path(shots) / "dashboard.png", dashboard)
