@@ -321,3 +321,59 @@ def _wait_for(condition: Any, timeout: float = 15) -> Any:
             return value
         time.sleep(0.05)
     raise AssertionError("condition not met in time")
+
+
+def test_the_dashboard_keeps_a_picture_for_saved_notebooks(handle: Any) -> None:
+    widget = RequestTester(handle, view="dashboard", reply=Page())
+    try:
+        data, _ = widget._repr_mimebundle_()
+    finally:
+        widget.close()
+    assert (
+        data["text/plain"]
+        == "nbserve dashboard for 'Tryout': classify, shout, upload, flip, double, frame, tokens, boom"
+    )
+    assert "application/vnd.jupyter.widget-view+json" in data  # the live widget where it renders
+    svg = data["image/svg+xml"]  # and a picture where it does not (GitHub, nbconvert)
+    assert svg.startswith("<?xml")
+    assert "latency per route" in svg
+
+
+@nbserve.service
+class Before:
+    @nbserve.api
+    def old(self, text: str) -> str:
+        return text
+
+
+@nbserve.service(name="Before")
+class After:
+    @nbserve.api
+    def new(self, n: int = 3) -> int:
+        return n * 2
+
+
+def test_a_swap_is_followed_on_the_next_send() -> None:
+    with running_service(Before) as h:
+        page = Page()
+        widget = RequestTester(h, reply=page)
+        try:
+            assert [r["name"] for r in widget.schema["routes"]] == ["old"]
+            h.swap(After)
+            widget.handle_message(
+                {
+                    "type": "send",
+                    "id": "n",
+                    "api": "new",
+                    "path": "/new",
+                    "kind": "json",
+                    "body": "{}",
+                },
+                [],
+            )
+            widget.bridge.wait()
+            assert [r["name"] for r in widget.schema["routes"]] == ["new"]
+            assert widget.examples == {"new": {"n": 3}}
+            assert page.answer("n")["body"] == b"6"
+        finally:
+            widget.close()

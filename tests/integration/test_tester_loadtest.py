@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 import nbserve
-from nbserve._notebook.tester.loadtest import COLUMNS, LoadTestReport, load_test, plot_svg
+from nbserve._notebook.tester.loadtest import COLUMNS, LoadTestReport, load_test
+from nbserve._notebook.tester.plots import load_test_svg as plot_svg
 from nbserve._notebook.tester.stats import snapshot
 from nbserve._notebook.tester.target import as_target
 from nbserve.testing import running_service

@@ -13,7 +13,6 @@ SVG output, so a saved notebook keeps them where no widget renders (GitHub, nbco
 from __future__ import annotations
 
 import html
-import io
 import json
 import subprocess
 import sys
@@ -24,12 +23,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nbserve._notebook.tester.examples import example_body
+from nbserve._notebook.tester.plots import load_test_svg
 from nbserve._notebook.tester.target import Target, as_target
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["LoadTestReport", "load_test", "plot_svg", "summarize"]
+__all__ = ["LoadTestReport", "load_test", "summarize"]
 
 COLUMNS = ["start_s", "latency_ms", "status", "bytes", "error"]
 
@@ -165,7 +165,7 @@ def load_test(
         svg: Any = ipy_display.SVG
         put(LoadTestReport(summary))
         if len(frame):
-            put(svg(plot_svg(frame)))
+            put(svg(load_test_svg(frame)))
     return frame
 
 
@@ -241,54 +241,3 @@ class LoadTestReport:
 
     def __repr__(self) -> str:
         return self.text()
-
-
-def _throughput(ends: pd.Series) -> tuple[Any, Any]:
-    """Answers per second in about 20 full-width bins (a last, partial bin would look like a drop)."""
-    import numpy as np
-
-    span = float(ends.max()) if len(ends) else 0.0
-    width = next(
-        (w for w in (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0) if span / w <= 20), span / 20 or 1.0
-    )
-    full = max(1, int(span // width))
-    edges = np.arange(full + 1) * width
-    counts, _ = np.histogram(ends, bins=edges)  # answers after the last full bin: left out
-    return (edges[:-1] + edges[1:]) / 2, counts / width
-
-
-def plot_svg(frame: pd.DataFrame) -> str:
-    """Latency over time, latency histogram and throughput per second, as one SVG."""
-    import matplotlib
-    from matplotlib.figure import Figure
-
-    # No pyplot: no global figure state, no GUI backend, nothing left open in the kernel.
-    style: Any = {"svg.hashsalt": "nbserve", "svg.fonttype": "none", "font.size": 9}
-    with matplotlib.rc_context(style):
-        fig = Figure(figsize=(11, 3), layout="constrained")
-        over_time, histogram, throughput = fig.subplots(1, 3)
-        ok = frame[frame["status"].between(200, 399)]
-        bad = frame[~frame["status"].between(200, 399)]
-        over_time.scatter(
-            ok["start_s"], ok["latency_ms"], s=3, alpha=0.5, label="ok", color="#0969da"
-        )
-        if len(bad):
-            over_time.scatter(
-                bad["start_s"], bad["latency_ms"], s=6, label="error", color="#cf222e"
-            )
-            over_time.legend(loc="upper right")
-        over_time.set(title="latency over time", xlabel="time (s)", ylabel="latency (ms)")
-        histogram.hist(frame["latency_ms"], bins=40, color="#0969da")
-        for q, style_ in ((0.5, "-"), (0.95, "--"), (0.99, ":")):
-            value = frame["latency_ms"].quantile(q)
-            histogram.axvline(
-                value, color="#57606a", linestyle=style_, label=f"p{round(q * 100)} {value:.1f} ms"
-            )
-        histogram.legend(loc="upper right")
-        histogram.set(title="latency histogram", xlabel="latency (ms)", ylabel="requests")
-        centers, rates = _throughput(frame["start_s"] + frame["latency_ms"] / 1000)
-        throughput.plot(centers, rates, marker="o", markersize=3, color="#1a7f37")
-        throughput.set(title="throughput", xlabel="time (s)", ylabel="requests/s", ylim=(0, None))
-        buffer = io.StringIO()
-        fig.savefig(buffer, format="svg", metadata={"Date": None})
-    return buffer.getvalue()

@@ -72,6 +72,7 @@ class RequestTester(anywidget.AnyWidget):
     # --- state ------------------------------------------------------------------------------
     def refresh(self) -> None:
         """Re-read the service's schema, examples and URLs (after a swap or restart)."""
+        self._service = self.target.service
         schema = self.target.schema()
         routes = [r for r in schema.get("routes", []) if not r.get("is_task")]
         with self.hold_sync():
@@ -96,6 +97,8 @@ class RequestTester(anywidget.AnyWidget):
     def handle_message(self, content: dict[str, Any], buffers: list[bytes]) -> None:
         """One message from the page (see the module doc); returns at once."""
         kind = content.get("type")
+        if kind in ("send", "resend") and self.target.service is not self._service:
+            self.refresh()  # the cell was re-run (a swap): new APIs, new examples
         if kind == "send":
             self.send_request(content, buffers)
         elif kind == "resend":
@@ -157,6 +160,22 @@ class RequestTester(anywidget.AnyWidget):
                 entry.update(status=0, error=content.get("message", ""))
             entries.append(entry)
             self.history = entries[-HISTORY_LENGTH:]
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        """The widget; for the dashboard also an SVG of the numbers now, which a saved notebook
+        keeps where no widget renders (GitHub, nbconvert). JupyterLab shows the live widget."""
+        bundle = super()._repr_mimebundle_(**kwargs)
+        if self.view != "dashboard" or bundle is None:
+            return bundle
+        try:
+            from nbserve._notebook.tester.plots import dashboard_svg
+            from nbserve._notebook.tester.stats import snapshot
+
+            svg = dashboard_svg(snapshot(self.target))
+        except ImportError:  # no matplotlib: the widget alone
+            return bundle
+        data, metadata = bundle if isinstance(bundle, tuple) else (bundle, {})
+        return {**data, "image/svg+xml": svg}, metadata
 
     def close(self) -> None:
         self.poller.close()
