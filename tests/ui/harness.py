@@ -27,13 +27,16 @@ API
 
 `LabPage(page, lab)`: page helpers that work across JupyterLab 4.x.
     - `open(path)`: open a notebook (or any file) and wait for its kernel to be idle.
-    - `run_all()`: Run ▸ Run All Cells, then `wait_until_executed()`.
-    - `run_all_above(index)`: Run ▸ Run All Above Selected Cell (e.g. all but a final
+    - `execute(command_id, args)`: run a JupyterLab command by id (`window.jupyterapp`, the
+      lab runs with `expose_app_in_browser`), e.g. `execute("notebook:restart-kernel")`.
+    - `run_all()`: run every cell, then `wait_until_executed()`.
+    - `run_all_above(index)`: run every cell above cell `index` (e.g. all but a final
       cleanup cell), then wait for those cells.
-    - `select_cell(index)`: select a cell (every cell type counted).
+    - `select_cell(index)`: make a cell the active one (every cell type counted).
+    - `menu("Run", "Run All Cells")`: click through the menu bar, as a user would.
     - `wait_until_executed(timeout, upto=None)`: every code cell (above `upto`) has run
       (`[n]:` prompts, kernel idle).
-    - `cell_output(index)`: the Locator of code-cell `index`'s output area.
+    - `cell_output(index)`: the Locator of code-cell `index`'s outputs (one element each).
     - `wait_for_output(text_or_selector, timeout)`: wait for text (or a CSS selector) to appear
       in any output area; returns its Locator.
     - `command(label)`: run a command by its label through the command palette.
@@ -188,6 +191,8 @@ class JupyterLab:
             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
             "--LabApp.news_url=",
             "--LabApp.extension_manager=readonly",
+            # window.jupyterapp: commands run by id, not by clicking menus (deterministic)
+            "--LabApp.expose_app_in_browser=True",
             *(["--allow-root"] if os.geteuid() == 0 else []),  # CI runs as root
             *self.args,
         ]  # fmt: skip
@@ -335,35 +340,46 @@ class LabPage:
             ".lm-CommandPalette-itemLabel", has_text=re.compile(f"^{re.escape(label)}$")
         ).first.click()
 
+    def execute(self, command: str, args: dict[str, Any] | None = None) -> Any:
+        """Run a JupyterLab command by id (`notebook:run-all-cells`) through `window.jupyterapp`
+        (the lab runs with `expose_app_in_browser`): no menu to click, so no flaky click."""
+        return self.page.evaluate(
+            "([id, args]) => window.jupyterapp.commands.execute(id, args)", [command, args or {}]
+        )
+
     def run_all(self, *, timeout: float = 180) -> None:
-        """Run ▸ Run All Cells, then wait until every code cell has run."""
-        self.menu("Run", "Run All Cells")
+        """Run every cell, then wait until every code cell has run."""
+        self.execute("notebook:run-all-cells")
         self.wait_until_executed(timeout=timeout)
 
     def select_cell(self, index: int) -> None:
-        """Select the `index`-th cell (0-based, every cell type counted) in command mode."""
-        cell = self._notebook().locator(".jp-Cell").nth(index)
-        cell.locator(".jp-InputPrompt").first.click()
-        self.page.keyboard.press("Escape")
+        """Make the `index`-th cell (0-based, every cell type counted) the active one."""
+        self.page.evaluate(
+            "(i) => { window.jupyterapp.shell.currentWidget.content.activeCellIndex = i; }", index
+        )
 
     def run_all_above(self, index: int, *, timeout: float = 180) -> None:
         """Run every cell above cell `index` (e.g. all but a final cleanup cell), then wait
         until each code cell among them has run."""
         self.select_cell(index)
-        self.menu("Run", "Run All Above Selected Cell")
+        self.execute("notebook:run-all-above")
         self.wait_until_executed(timeout=timeout, upto=index)
 
     def _notebook(self) -> Locator:
         return self.page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook").first
 
     def wait_until_executed(self, *, timeout: float = 180, upto: int | None = None) -> None:
-        """Every code cell (above cell `upto`, if given) shows an execution count (`[n]:`),
-        and the kernel is idle again."""
+        """Every code cell (above cell `upto`, if given) shows an execution count (`[n]:`), none
+        is queued or running (`[*]:`), and the kernel is idle again."""
         script = """([root, upto]) => {
             const cells = [...root.querySelectorAll('.jp-Cell')].slice(0, upto ?? undefined);
             const prompts = cells.filter(c => c.classList.contains('jp-CodeCell'))
                 .map(c => c.querySelector('.jp-InputPrompt'));
-            return prompts.length > 0 && prompts.every(p => /\\[\\d+\\]/.test(p.textContent));
+            // A queued or running cell shows [*] (all queued ones at once): none may be left,
+            // since a stored count ([3]:) looks like a finished cell.
+            const queued = [...root.querySelectorAll('.jp-CodeCell .jp-InputPrompt')]
+                .some(p => p.textContent.includes('[*]'));
+            return !queued && prompts.length > 0 && prompts.every(p => /\\[\\d+\\]/.test(p.textContent));
         }"""
         deadline = time.monotonic() + timeout
         handle = self._notebook().element_handle()
@@ -375,8 +391,10 @@ class LabPage:
         self.wait_for_kernel_idle(max(1.0, deadline - time.monotonic()))
 
     def cell_output(self, index: int) -> Locator:
-        """The output area of the `index`-th code cell (0-based, markdown cells not counted)."""
-        return self._notebook().locator(".jp-CodeCell").nth(index).locator(".jp-OutputArea")
+        """The outputs of the `index`-th code cell (0-based, markdown cells not counted), one
+        element per output, prompts left out: `cell_output(1).all_inner_texts() == ["42"]`."""
+        cell = self._notebook().locator(".jp-CodeCell").nth(index)
+        return cell.locator(".jp-OutputArea-output")
 
     def wait_for_output(self, what: str, *, timeout: float = 60) -> Locator:
         """Wait until an output area shows `what`: a CSS selector if it starts with `css=`,
