@@ -2,8 +2,9 @@
 
 JupyterLab opens `examples/04-try-and-load-test.ipynb` (a copy, in a temp root dir) and runs
 every cell but the final `stop_all()`. Then, as a user: the tester's form is filled and sent
-(JSON answer, a stream, a validation error shown next to its field), the dashboard shows the
-requests the load tests made, and the load test's plot is on the page.
+(JSON answer, a stream, a validation error shown next to its field), a Send while another
+cell is running is answered before that cell ends, the history re-sends, the dashboard shows
+the requests the load tests made, and the load test's plot is on the page.
 
 `NBSERVE_SCREENSHOTS=<dir>` also saves `tester.png` and `dashboard.png` there (the README's
 pictures come from this test: `NBSERVE_SCREENSHOTS=docs/images`).
@@ -92,11 +93,40 @@ def test_try_watch_and_load_test_in_jupyterlab(
     assert explain.locator(".nbs-stream").inner_text() == "a· good+ day· "
     assert explain.locator(".nbs-chunks").inner_text() == "3 chunks"
 
+    # A Send while a cell is running is answered at once: JupyterLab sends comm messages on a
+    # kernel subshell (ipykernel 7), and the bridge does not need the busy main thread.
+    page.evaluate(
+        """() => {
+            const kernel = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
+            window.__sleeping = true;
+            kernel.requestExecute({code: "import time; time.sleep(20)"}).done
+                .then(() => { window.__sleeping = false; });
+        }"""
+    )
+    page.wait_for_function(
+        "() => document.querySelector('.jp-Notebook-ExecutionIndicator')?.dataset.status === 'busy'"
+    )
+    tabs.filter(has_text="classify").click()
+    classify.locator("input[name=text]").fill("what an awful day")
+    classify.locator(".nbs-send").click()
+    page.wait_for_function(
+        "() => document.querySelector('[data-api=classify] .nbs-answer pre')?.textContent.includes('negative')",
+        timeout=15_000,
+    )
+    assert page.evaluate("() => window.__sleeping") is True, "answered only after the cell ended"
+    page.wait_for_function("() => window.__sleeping === false", timeout=30_000)
+
     # The history lists them, newest first, and re-sends.
     tester.locator(".nbs-history-box summary").click()
     rows = tester.locator(".nbs-history-row")
-    assert rows.count() >= 4
-    assert rows.first.locator("code").inner_text() == "/explain"
+    assert rows.count() >= 5
+    assert rows.first.locator("code").inner_text() == "/classify"
+    rows.nth(1).locator(".nbs-resend").click()  # the stream again, into its own tab
+    page.wait_for_function(
+        "() => document.querySelectorAll('.nbs-tester[data-view=tester] .nbs-history-row').length >= 6",
+        timeout=30_000,
+    )
+    assert tester.locator(".nbs-history-row").first.locator("code").inner_text() == "/explain"
 
     # The dashboard counts what the load tests sent.
     dashboard = page.locator(".nbs-tester[data-view=dashboard]").first
