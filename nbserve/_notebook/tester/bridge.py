@@ -41,6 +41,21 @@ REQUEST_TIMEOUT_S = 300.0
 
 _loop_lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
+_client: httpx.AsyncClient | None = None
+
+
+def _http() -> httpx.AsyncClient:
+    """The loop's one client (a new one per request would build an SSL context each time,
+    ~20 ms). No keep-alive: no idle socket outlives a request. `trust_env=False`: the service
+    is on loopback, so an HTTP(S)_PROXY from the environment must not be used."""
+    global _client
+    if _client is None:
+        _client = httpx.AsyncClient(
+            timeout=REQUEST_TIMEOUT_S,
+            trust_env=False,
+            limits=httpx.Limits(max_keepalive_connections=0),
+        )
+    return _client
 
 
 def background_loop() -> asyncio.AbstractEventLoop:
@@ -150,10 +165,7 @@ class Bridge:
         size = 0
         seq = 0
         try:
-            async with (
-                httpx.AsyncClient(timeout=REQUEST_TIMEOUT_S) as client,
-                client.stream(method, url, **kwargs) as response,
-            ):
+            async with _http().stream(method, url, **kwargs) as response:
                 self._send(
                     {
                         "type": "head",

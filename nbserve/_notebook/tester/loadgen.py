@@ -71,7 +71,8 @@ async def run(config: dict[str, Any]) -> list[Sample]:
             await asyncio.sleep(0.2)
 
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+    # trust_env=False: a proxy from the environment must not sit between us and loopback.
+    async with httpx.AsyncClient(limits=limits, timeout=60, trust_env=False) as client:
         reporter = asyncio.ensure_future(report())
         try:
             await asyncio.gather(*(user(client) for _ in range(concurrency)))

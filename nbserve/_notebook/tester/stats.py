@@ -94,7 +94,7 @@ def snapshot(target: Target, client: httpx.Client | None = None) -> dict[str, An
     headers = {"Authorization": f"Bearer {target.token}"} if target.token else {}
     try:
         own = client is None
-        http = client or httpx.Client(timeout=5)
+        http = client or httpx.Client(timeout=5, trust_env=False)
         try:
             response = http.get(target.url + "/metrics", headers=headers)
         finally:
@@ -143,7 +143,7 @@ class Poller:
             thread.join(5)
 
     def _run(self) -> None:
-        with httpx.Client(timeout=5) as client:
+        with httpx.Client(timeout=5, trust_env=False) as client:
             while not self._stop.is_set():
                 with self._lock:
                     if time.monotonic() > self._lease_until:
