@@ -318,6 +318,30 @@ describe("the widget", () => {
     t.cleanup();
   });
 
+  it("stops watching while the dashboard is scrolled out of view", () => {
+    let report;
+    globalThis.IntersectionObserver = class {
+      constructor(callback) { report = callback; }
+      observe() {}
+      disconnect() { report = null; }
+    };
+    try {
+      const state = { ...Object.fromEntries(["service_name", "schema", "examples", "prefix", "urls", "token_required", "history"].map((k) => [k, model().get(k)])), view: "dashboard" };
+      const d = fakeModel(state);
+      const t = createTester({ model: d, el: document.createElement("div") });
+      expect(d.sent.map((m) => m.content.on)).toEqual([true]);
+      report([{ isIntersecting: false }]);
+      expect(d.sent.map((m) => m.content.on)).toEqual([true, false]);
+      report([{ isIntersecting: true }]);
+      expect(d.sent.map((m) => m.content.on)).toEqual([true, false, true]);
+      t.cleanup();
+      expect(report).toBeNull();
+      expect(d.sent.at(-1).content).toEqual({ type: "watch", on: false });
+    } finally {
+      delete globalThis.IntersectionObserver;
+    }
+  });
+
   it("shows only the dashboard in the dashboard view", () => {
     const m = model();
     const state = { ...Object.fromEntries(["service_name", "schema", "examples", "prefix", "urls", "token_required", "history"].map((k) => [k, m.get(k)])), view: "dashboard" };

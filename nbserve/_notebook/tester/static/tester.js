@@ -482,6 +482,8 @@ export function createTester({ model, el }) {
     panelsByName.set(name, { button, panel });
   }
   let watching = null;
+  let dashboardTab = false;
+  let onScreen = true; // without IntersectionObserver (jsdom), assume it is seen
   function select(name) {
     for (const [n, { button, panel }] of panelsByName) {
       const on = n === name;
@@ -489,7 +491,18 @@ export function createTester({ model, el }) {
       button.setAttribute("aria-selected", String(on));
       panel.hidden = !on;
     }
-    setWatching(name === "__dashboard");
+    dashboardTab = name === "__dashboard";
+    setWatching(dashboardTab && onScreen);
+  }
+  // The kernel polls only while the dashboard is both the open tab and on screen (a closed
+  // tab, a collapsed output or a scrolled-away cell costs nothing).
+  if (typeof IntersectionObserver === "function") {
+    const observer = new IntersectionObserver((entries) => {
+      onScreen = entries.some((e) => e.isIntersecting);
+      setWatching(dashboardTab && onScreen);
+    });
+    observer.observe(root);
+    cleanups.push(() => observer.disconnect());
   }
   function setWatching(on) {
     if (on && !watching) {
