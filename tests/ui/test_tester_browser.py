@@ -155,3 +155,81 @@ def test_try_watch_and_load_test_in_jupyterlab(
         tester.scroll_into_view_if_needed()
         lab_page.screenshot(Path(shots) / "tester.png", tester)
         lab_page.screenshot(Path(shots) / "dashboard.png", dashboard)
+
+
+UPLOADS = """\
+%%serve
+from pathlib import Path
+
+import nbserve
+from PIL.Image import Image, Transpose
+
+
+@nbserve.service
+class Files:
+    @nbserve.api
+    def count(self, f: Path, note: str = "hi") -> dict[str, object]:
+        return {"note": note, "bytes": len(f.read_bytes()), "name": f.suffix}
+
+    @nbserve.api
+    def mirror(self, img: Image) -> Image:
+        return img.transpose(Transpose.FLIP_LEFT_RIGHT)
+"""
+
+
+@pytest.mark.timeout(600)
+def test_files_and_images_cross_the_comm_as_buffers(
+    lab_factory: Callable[..., JupyterLab],
+    lab_page_for: Callable[[JupyterLab], LabPage],
+    tmp_path: Path,
+) -> None:
+    """A file picked in the page reaches the service; an image answer is shown as an image."""
+    import io
+
+    from PIL import Image
+
+    root = tmp_path / "root"
+    root.mkdir()
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nb.cells = [nbformat.v4.new_code_cell("%load_ext nbserve"), nbformat.v4.new_code_cell(UPLOADS)]
+    nbformat.write(nb, root / "files.ipynb")
+    png = io.BytesIO()
+    Image.new("RGB", (3, 2), (200, 10, 10)).save(png, format="PNG")
+    lab = lab_factory(root_dir=root, env={"NBSERVE_HOME": str(tmp_path / "home")})
+    lab_page = lab_page_for(lab)
+    page = lab_page.page
+    lab_page.open("files.ipynb")
+    lab_page.run_all()
+    tester = page.locator(".nbs-tester[data-view=tester]").first
+    tester.wait_for(state="visible", timeout=30_000)
+
+    count = tester.locator("[data-api=count]")
+    count.locator("input[name=f]").set_input_files(
+        files=[{"name": "data.csv", "mimeType": "text/csv", "buffer": b"a,b\n1,2\n" * 1000}]
+    )
+    count.locator("input[name=note]").fill("from the browser")
+    count.locator(".nbs-send").click()
+    count.locator(".nbs-answer pre").wait_for(timeout=30_000)
+    assert json.loads(count.locator(".nbs-answer pre").inner_text()) == {
+        "note": "from the browser",
+        "bytes": 8000,
+        "name": ".csv",
+    }
+    assert "-F 'f=@data.csv'" in (count.locator(".nbs-curl").text_content() or "")
+
+    tester.locator(".nbs-tab", has_text="mirror").click()
+    mirror = tester.locator("[data-api=mirror]")
+    mirror.locator("input[name=img]").set_input_files(
+        files=[{"name": "red.png", "mimeType": "image/png", "buffer": png.getvalue()}]
+    )
+    mirror.locator(".nbs-send").click()
+    page.wait_for_function(
+        "() => document.querySelector('[data-api=mirror] .nbs-answer img')?.naturalWidth === 3",
+        timeout=30_000,
+    )
+    assert mirror.locator(".nbs-answer [data-status]").inner_text() == "200 OK"
