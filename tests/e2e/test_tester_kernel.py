@@ -15,12 +15,15 @@ import queue
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from jupyter_client.manager import start_new_kernel
 
 pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
 
 ECHO = """\
 %%serve {options}
@@ -102,16 +105,29 @@ def texts(outputs: list[dict[str, Any]]) -> list[str]:
     ]
 
 
-@pytest.fixture(scope="module")
-def kernel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kernel]:
+# ipykernel major → what to put first on the kernel's path (as tests/e2e/test_kernel.py does):
+# comm messages and output from threads are handled differently on the two.
+IPYKERNELS = {7: None, 6: REPO / ".venv" / "ipykernel6"}
+
+
+@pytest.fixture(scope="module", params=sorted(IPYKERNELS, reverse=True), ids="ipykernel{}".format)
+def kernel(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Kernel]:
     env = {
         **os.environ,
         "JUPYTER_RUNTIME_DIR": str(tmp_path_factory.mktemp("rt")),
         "PYDEVD_DISABLE_FILE_VALIDATION": "1",
     }
+    extra = IPYKERNELS[request.param]
+    if extra is not None:
+        assert extra.is_dir(), f"{extra} is missing: run `bash scripts/setup`"
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(extra), env.get("PYTHONPATH")) if p)
     km, kc = start_new_kernel(kernel_name="python3", env=env)
     try:
         k = Kernel(kc)
+        major = k.run("print(__import__('ipykernel').__version__.split('.')[0])")
+        assert major[0]["text"].strip() == str(request.param)
         k.run("%load_ext nbserve")
         yield k
         k.run("import nbserve\nnbserve.stop_all()")
