@@ -22,6 +22,7 @@ from nbserve._notebook import display
 from nbserve._notebook.cell import CellServiceError, choose_service, run_cell
 from nbserve._notebook.live import ServeOptions
 from nbserve._notebook.registry import REGISTRY, RollbackError, UnknownServiceError
+from nbserve._notebook.tester import magic as tester_magic
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
@@ -129,7 +130,7 @@ def line_parser() -> Any:
     )
     rollback.add_argument("name", help="the service")
     _add_export_parser(commands)
-    _add_loadtest_parser(commands)
+    tester_magic.add_loadtest_parser(commands)
     return parser
 
 
@@ -165,127 +166,6 @@ def _export(args: argparse.Namespace) -> None:
     except NbserveError as exc:
         raise UsageError(str(exc)) from None
     print(f"exported {args.name!r} to {path}")
-
-
-# --- the request tester and %serve loadtest (nbserve._notebook.tester owns them) -------------
-_TESTERS: dict[str, Any] = {}  # service name → the tester shown under its %%serve cell
-
-
-def _show_tester(entry: Any) -> None:
-    """The request tester under the status, in a kernel only: a terminal shell has no widgets
-    (it would print the widget's text), and without anywidget there is nothing to show."""
-    from IPython import get_ipython
-
-    if getattr(get_ipython(), "kernel", None) is None:
-        return
-    try:
-        from nbserve._notebook.tester import tester
-
-        widget = tester(entry)
-    except ImportError:  # the notebook extra is not installed: the status alone
-        return
-    # A re-run replaces the cell's outputs: the previous tester's view is gone, so close its
-    # comm too rather than keep one live widget per run.
-    previous = _TESTERS.pop(entry.name, None)
-    if previous is not None:
-        previous.close()
-    _TESTERS[entry.name] = widget
-    from IPython import display as ipy_display
-
-    show: Any = ipy_display.display  # untyped in IPython
-    show(widget)
-
-
-def _positive(kind: Callable[[str], Any], what: str) -> Callable[[str], Any]:
-    def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            value = None
-        if value is None or not value > 0:
-            msg = f"invalid {what} {text!r}: use a number > 0"
-            raise argparse.ArgumentTypeError(msg)
-        return value
-
-    return parse
-
-
-def _add_loadtest_parser(commands: Any) -> None:
-    loadtest = commands.add_parser(
-        "loadtest",
-        help="send real HTTP load to one of NAME's routes and plot the latencies",
-        description="Load-test a route from a separate process: a progress bar while it runs, then requests/s, p50/p95/p99, errors by status and plots. The bodies are the tester's example for the route unless --body is given.",
-    )
-    loadtest.add_argument("name", help="the service")
-    loadtest.add_argument(
-        "--route",
-        default=None,
-        help="the route, e.g. /classify (needed when the service has several)",
-    )
-    loadtest.add_argument(
-        "--concurrency",
-        type=_positive(int, "concurrency"),
-        default=16,
-        metavar="N",
-        help="parallel clients (default: 16)",
-    )
-    loadtest.add_argument(
-        "--duration",
-        type=_positive(float, "duration"),
-        default=10.0,
-        metavar="SECONDS",
-        help="how long to send (default: 10)",
-    )
-    loadtest.add_argument(
-        "--requests",
-        type=_positive(int, "request count"),
-        default=None,
-        metavar="N",
-        help="stop after N requests",
-    )
-    loadtest.add_argument(
-        "--body",
-        default=None,
-        metavar="JSON",
-        help="the JSON body to send (a JSON list with --bodies)",
-    )
-    loadtest.add_argument(
-        "--bodies", action="store_true", help="--body is a JSON list of bodies, sent in turn"
-    )
-    loadtest.add_argument(
-        "--out",
-        default=None,
-        metavar="VAR",
-        help="store the samples DataFrame (one row per request) in this variable",
-    )
-
-
-def _loadtest(args: argparse.Namespace, shell: Any) -> None:
-    import json
-
-    from nbserve._notebook.tester import load_test
-
-    options: dict[str, Any] = {
-        "concurrency": args.concurrency,
-        "duration": args.duration,
-        "requests": args.requests,
-    }
-    if args.body is not None:
-        try:
-            body = json.loads(args.body)
-        except ValueError as exc:
-            msg = f'--body is not valid JSON ({exc}); quote it, e.g. --body \'{{"text": "hi"}}\''
-            raise UsageError(msg) from None
-        if args.bodies and not isinstance(body, list):
-            msg = '--bodies needs --body to be a JSON list of bodies, e.g. --body \'[{"text": "a"}, {"text": "b"}]\''
-            raise UsageError(msg)
-        options["bodies" if args.bodies else "body"] = body
-    try:
-        frame = load_test(REGISTRY.get(args.name), args.route, **options)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    if args.out:
-        shell.user_ns[args.out] = frame
 
 
 def _line_help() -> str:
@@ -377,7 +257,7 @@ class ServeMagics(Magics):
         if not args.no_display:
             display.show(status, entry.display_id)
             if not args.no_tester:
-                _show_tester(entry)
+                tester_magic.show_tester(entry)
 
     @_magic("line", "serve")
     def serve_line(self, line: str) -> None:
@@ -420,7 +300,7 @@ class ServeMagics(Magics):
         elif args.command == "export":
             _export(args)
         elif args.command == "loadtest":
-            _loadtest(args, self._shell)
+            tester_magic.run_loadtest(args, REGISTRY.get(args.name), self._shell)
 
     @property
     def _shell(self) -> InteractiveShell:

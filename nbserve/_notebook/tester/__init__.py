@@ -7,7 +7,8 @@ df = nbserve.load_test("Sentiment", route="/classify", concurrency=16, duration=
 ```
 `widget.py` is the anywidget (its front end in `static/`), `bridge.py` the kernel-side HTTP
 transport, `stats.py` the live numbers, `loadtest.py` / `loadgen.py` the load test,
-`examples.py` the example bodies, `target.py` what they all point at.
+`examples.py` the example bodies, `target.py` what they all point at, `plots.py` the
+matplotlib plots, `magic.py` the tester under `%%serve` and `%serve loadtest`.
 """
 
 from __future__ import annotations
