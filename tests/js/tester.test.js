@@ -318,6 +318,28 @@ describe("the widget", () => {
     t.cleanup();
   });
 
+  it("rebuilds after a swap and still shows the answer in flight", async () => {
+    const state = {
+      service_name: "Demo", schema: { routes: [ROUTES.shout] }, examples: EXAMPLES, prefix: "",
+      urls: { local: "http://127.0.0.1:5000" }, token_required: false, view: "tester", history: [],
+    };
+    const m = fakeModel(state);
+    const el = document.createElement("div");
+    const cleanup = widget.render({ model: m, el });
+    el.querySelector("[data-api=shout] .nbs-send").click();
+    await vi.waitFor(() => expect(m.sent).toHaveLength(1));
+    const id = m.sent[0].content.id;
+    state.schema = { routes: [ROUTES.shout, ROUTES.stream] }; // the kernel saw a re-run cell
+    m.emit("change:schema");
+    expect([...el.querySelectorAll(".nbs-tab")].map((b) => b.textContent)).toEqual(["shout", "stream", "Dashboard"]);
+    m.emit("msg:custom", { type: "head", id, status: 200, reason: "OK", headers: { "content-type": "text/plain" } });
+    m.emit("msg:custom", { type: "chunk", id, seq: 0 }, [new DataView(enc("STRING").buffer)]);
+    m.emit("msg:custom", { type: "done", id, ms: 1, size: 6 });
+    expect(el.querySelector("[data-api=shout] .nbs-answer pre").textContent).toBe("STRING");
+    cleanup();
+    expect(m.handlers["change:schema"]).toEqual([]);
+  });
+
   it("stops watching while the dashboard is scrolled out of view", () => {
     let report;
     globalThis.IntersectionObserver = class {

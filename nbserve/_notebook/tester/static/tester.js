@@ -451,8 +451,12 @@ export function renderDashboard(el, stats) {
 
 let counter = 0;
 
-/** Build the whole tester in `el`; `model` is anywidget's model (get/on/off/send). */
-export function createTester({ model, el }) {
+/**
+ * Build the whole tester in `el`; `model` is anywidget's model (get/on/off/send). `pending`
+ * (request id → answer in progress) survives a rebuild, so an answer to a request sent just
+ * before the service was swapped still lands in its API's tab.
+ */
+export function createTester({ model, el, pending = new Map() }) {
   const schema = model.get("schema") || {};
   const examples = model.get("examples") || {};
   const urls = model.get("urls") || {};
@@ -461,7 +465,7 @@ export function createTester({ model, el }) {
   const tokenRequired = model.get("token_required");
   const view = model.get("view") || "tester";
   const routes = (schema.routes || []).map((r) => ({ ...r, fullPath: prefix + r.route }));
-  const pending = new Map(); // request id → {answer, route, form, out}
+  const forms = new Map(); // API name → its form (for field errors)
   const cleanups = [];
   const root = h("div", { class: "nbs-tester", "data-view": view });
   el.replaceChildren(root);
@@ -535,6 +539,7 @@ export function createTester({ model, el }) {
     panel.append(h("div", { class: "nbs-route" }, h("span", { class: "nbs-method", text: "POST" }), " ", h("code", { text: route.fullPath })));
     if (desc) panel.append(h("div", { class: "nbs-doc", text: desc }));
     const form = buildForm(route, examples[route.name] || {});
+    forms.set(route.name, form);
     const send = h("button", { class: "nbs-send", type: "button", text: "Send" });
     const out = h("div", { class: "nbs-answer" });
     const curl = h("pre", { class: "nbs-curl" });
@@ -592,6 +597,12 @@ export function createTester({ model, el }) {
     }
   }
 
+  for (const entry of pending.values()) { // a rebuild: answers in flight go to the new tabs
+    const panel = panelsByName.get(entry.route.name);
+    if (panel) entry.out = panel.panel.querySelector(".nbs-answer");
+    entry.form = forms.get(entry.route.name) || null;
+  }
+
   function onMessage(msg, buffers) {
     if (!msg || typeof msg !== "object") return;
     if (msg.type === "stats") { renderDashboard(dash, msg.stats); return; }
@@ -614,7 +625,17 @@ export function createTester({ model, el }) {
 
 export default {
   render({ model, el }) {
-    const tester = createTester({ model, el });
-    return () => tester.cleanup();
+    const pending = new Map(); // request id → {answer, route, form, out}
+    let tester = createTester({ model, el, pending });
+    // The kernel re-reads the schema when the cell was re-run (a swap): new tabs and forms.
+    const rebuild = () => {
+      tester.cleanup();
+      tester = createTester({ model, el, pending });
+    };
+    model.on("change:schema", rebuild);
+    return () => {
+      model.off("change:schema", rebuild);
+      tester.cleanup();
+    };
   },
 };
