@@ -23,20 +23,25 @@ if TYPE_CHECKING:
 __all__ = ["dashboard", "load_test", "tester"]
 
 
+def _widget_class() -> type[RequestTester]:
+    try:
+        from nbserve._notebook.tester.widget import RequestTester
+    except ModuleNotFoundError as exc:  # anywidget / ipywidgets: the notebook extra
+        msg = f"the request tester needs {exc.name!r}: pip install 'jupyter-nbserve[notebook]'"
+        raise ModuleNotFoundError(msg, name=exc.name) from None
+    return RequestTester
+
+
 def tester(service: Any) -> RequestTester:
     """A request tester for `service` (a name served with `%%serve`, `nbserve.services()[NAME]`
     or the handle `nbserve.serve()` returned): one tab per API, answers rendered by type."""
-    from nbserve._notebook.tester.widget import RequestTester
-
-    return RequestTester(service)
+    return _widget_class()(service)
 
 
 def dashboard(service: Any) -> RequestTester:
     """A live dashboard of `service`: requests, error rate, p50/p95/p99 per route, batch sizes,
     workers. It updates while shown and costs nothing while not."""
-    from nbserve._notebook.tester.widget import RequestTester
-
-    return RequestTester(service, view="dashboard")
+    return _widget_class()(service, view="dashboard")
 
 
 def load_test(service: Any, route: str | None = None, **options: Any) -> pd.DataFrame:
