@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from nbserve import images, models, testing
     from nbserve._bento.export import export
     from nbserve._client import AsyncHTTPClient, SyncHTTPClient
+    from nbserve._notebook.tester import dashboard, load_test, tester
     from nbserve._runtime.connections import ConnectionLimits
     from nbserve._runtime.server import ServiceHandle, serve
     from nbserve._sdk.arguments import use_arguments
@@ -65,6 +66,7 @@ __all__ = [
     "__version__",
     "api",
     "asgi_app",
+    "dashboard",
     "depends",
     "exceptions",
     "export",
@@ -73,6 +75,7 @@ __all__ = [
     "importing",
     "load",
     "load_ipython_extension",
+    "load_test",
     "models",
     "monitor",
     "on_deployment",
@@ -86,6 +89,7 @@ __all__ = [
     "stop",
     "stop_all",
     "task",
+    "tester",
     "testing",
     "unload_ipython_extension",
     "use_arguments",
@@ -108,6 +112,9 @@ _LAZY = {
     "load": "nbserve._sdk.loading",
     "monitor": "nbserve._sdk.monitoring",
     "use_arguments": "nbserve._sdk.arguments",
+    "tester": "nbserve._notebook.tester",
+    "dashboard": "nbserve._notebook.tester",
+    "load_test": "nbserve._notebook.tester",
 }
 
 

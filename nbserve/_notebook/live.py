@@ -19,8 +19,11 @@ from nbserve._notebook.display import ServiceStatus, route_stats, worker_lines
 from nbserve._notebook.urls import public_url
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from nbserve._client import SyncHTTPClient
     from nbserve._notebook.registry import Registry
+    from nbserve._notebook.tester.widget import RequestTester
     from nbserve._runtime.server import ServiceHandle
     from nbserve._sdk.service import Service
 
@@ -203,6 +206,26 @@ class LiveService:
         """Stop serving: finish in-flight requests, run `on_shutdown`, free the port."""
         self._registry.stop(self.name, timeout=timeout)
         self.refresh_display()
+
+    # --- trying it from the notebook (nbserve._notebook.tester) -----------------------------
+    def tester(self) -> RequestTester:
+        """A request-tester widget for this service (one tab per API; see `nbserve.tester`)."""
+        from nbserve._notebook.tester import tester
+
+        return tester(self)
+
+    def dashboard(self) -> RequestTester:
+        """A live dashboard widget: requests, errors, percentiles, batch sizes, workers."""
+        from nbserve._notebook.tester import dashboard
+
+        return dashboard(self)
+
+    def load_test(self, route: str | None = None, **options: Any) -> pd.DataFrame:
+        """Load-test `route` over real HTTP from a separate process; one DataFrame row per
+        request (options: concurrency, duration, requests, body, bodies, progress, show)."""
+        from nbserve._notebook.tester import load_test
+
+        return load_test(self, route, **options)
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
         return self.status()._repr_mimebundle_()

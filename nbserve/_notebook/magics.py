@@ -23,6 +23,7 @@ from nbserve._notebook.cell import CellServiceError, choose_service, run_cell
 from nbserve._notebook.failures import for_the_user
 from nbserve._notebook.live import ServeOptions
 from nbserve._notebook.registry import REGISTRY, RollbackError, UnknownServiceError
+from nbserve._notebook.tester import magic as tester_magic
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
@@ -131,6 +132,7 @@ def line_parser() -> Any:
     rollback.add_argument("name", help="the service")
     _add_export_parser(commands)
     _add_containerize_parser(commands)
+    tester_magic.add_loadtest_parser(commands)
     return parser
 
 
@@ -255,6 +257,11 @@ class ServeMagics(Magics):
     )
     @_argument("--no-display", action="store_true", help="do not show the status output")
     @_argument(
+        "--no-tester",
+        action="store_true",
+        help="do not show the request tester under the status (nbserve.tester(NAME) shows it anywhere)",
+    )
+    @_argument(
         "--token",
         choices=("auto", "none"),
         default="none",
@@ -308,6 +315,8 @@ class ServeMagics(Magics):
             display.update(status, entry.display_id)
         if not args.no_display:
             display.show(status, entry.display_id)
+            if not args.no_tester:
+                tester_magic.show_tester(entry)
 
     @_magic("line", "serve")
     def serve_line(self, line: str) -> None:
@@ -351,6 +360,8 @@ class ServeMagics(Magics):
             _export(args)
         elif args.command == "containerize":
             _containerize(args)
+        elif args.command == "loadtest":
+            tester_magic.run_loadtest(args, REGISTRY.get(args.name), self._shell)
 
     @property
     def _shell(self) -> InteractiveShell:

@@ -11,7 +11,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from types import TracebackType
 
+    import pandas as pd
+
     from nbserve._client import SyncHTTPClient
+    from nbserve._notebook.tester.widget import RequestTester
     from nbserve._runtime.server import Server, State
     from nbserve._sdk.service import Service
 
@@ -106,6 +109,26 @@ class ServiceHandle:
     def logs(self, n: int = 50) -> list[str]:
         """The last `n` lines of the service's log (errors with request ids, lifecycle events)."""
         return self._server.log.tail(n)
+
+    # --- trying it from the notebook (nbserve._notebook.tester) -----------------------------
+    def tester(self) -> RequestTester:
+        """A request-tester widget for this service (one tab per API; see `nbserve.tester`)."""
+        from nbserve._notebook.tester import tester
+
+        return tester(self)
+
+    def dashboard(self) -> RequestTester:
+        """A live dashboard widget: requests, errors, percentiles, batch sizes, workers."""
+        from nbserve._notebook.tester import dashboard
+
+        return dashboard(self)
+
+    def load_test(self, route: str | None = None, **options: Any) -> pd.DataFrame:
+        """Load-test `route` over real HTTP from a separate process; one DataFrame row per
+        request (options: concurrency, duration, requests, body, bodies, progress, show)."""
+        from nbserve._notebook.tester import load_test
+
+        return load_test(self, route, **options)
 
     def __enter__(self) -> ServiceHandle:
         # BentoML's `with bentoml.serve(...) as server:` gives a server that answers already.

@@ -25,6 +25,7 @@ NOTEBOOKS = [
     EXAMPLES
     / "02-real-model.ipynb",  # loads torch and an 88 MB encoder twice: minutes, not seconds
     EXAMPLES / "03-export.ipynb",
+    EXAMPLES / "04-try-and-load-test.ipynb",
 ]
 
 

@@ -54,6 +54,9 @@ class Echo:
 """
 
 
+TESTER = "nbserve request tester for 'Echo': shout, fail"
+
+
 def echo(version: str, options: str = "") -> str:
     return ECHO.format(version=version, options=options)
 
@@ -162,8 +165,11 @@ class Load:
 
 def test_serve_shows_one_deterministic_status(kernel: Kernel) -> None:
     outputs = kernel.run(echo("v0"))
-    assert kernel.texts(outputs) == ["nbserve service 'Echo': running, inline, routes /shout /fail"]
-    assert [o["output_type"] for o in outputs] == ["display_data"]
+    assert kernel.texts(outputs) == [
+        "nbserve service 'Echo': running, inline, routes /shout /fail",
+        TESTER,  # the request tester widget under the status (tests/e2e/test_tester_kernel.py)
+    ]
+    assert [o["output_type"] for o in outputs] == ["display_data", "display_data"]
 
 
 NOISY = """\
@@ -225,7 +231,8 @@ def test_five_reruns_under_load_fail_no_request_and_keep_the_port(kernel: Kernel
         for version in range(1, 6):
             outputs = kernel.run(echo(f"v{version}"))
             assert kernel.texts(outputs) == [
-                "nbserve service 'Echo': running, inline, routes /shout /fail"
+                "nbserve service 'Echo': running, inline, routes /shout /fail",
+                TESTER,
             ]
             time.sleep(0.1)
     assert load.failures == []
@@ -275,7 +282,8 @@ def test_stop_frees_the_port_and_updates_the_status_in_place(
     # nbclient applies update_display_data: the first %%serve cell's output now says stopped.
     first_serve = next(c for c in kernel.nb.cells if c.source.startswith("%%serve"))
     assert kernel.texts(first_serve.outputs) == [
-        "nbserve service 'Echo': stopped, inline, routes /shout /fail"
+        "nbserve service 'Echo': stopped, inline, routes /shout /fail",
+        TESTER,
     ]
 
 
