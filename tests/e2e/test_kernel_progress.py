@@ -85,7 +85,10 @@ def test_worker_start_progress_is_shown_and_updated_in_place(
     assert "(1 ready)" in shown[-1] or "(2 ready)" in shown[-1]
     # The status follows, text as always (deterministic), the workers in its HTML.
     (status,) = [
-        o for o in outputs if o["output_type"] == "display_data" and o["data"]["text/plain"]
+        o
+        for o in outputs
+        if o["output_type"] == "display_data"
+        and o["data"]["text/plain"].startswith("nbserve service")  # not the request tester
     ]
     assert (
         status["data"]["text/plain"] == "nbserve service 'Loader': running, 2 workers, routes /ping"

@@ -58,8 +58,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Serv
     monitoring = root / "monitoring"
     import os
 
-    os.environ["NBSERVE_MONITORING_DIR"] = str(monitoring / "nbserve")
-    os.environ["BENTOML_CONFIG_OPTIONS"] = f"monitoring.options.log_path={monitoring / 'bentoml'}"
+    os.environ["PARITY_MONITORING_DIR"] = str(monitoring)
     started: dict[str, ServerProcess] = {}
     try:
         started["bentoml"] = start_bentoml("Front", root / "h1", root / "b.log", "parity_service")
@@ -72,8 +71,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Serv
             server.wait_ready("/v3/readyz" if name.endswith("/v3") else "/readyz")
         yield started
     finally:
-        os.environ.pop("NBSERVE_MONITORING_DIR", None)
-        os.environ.pop("BENTOML_CONFIG_OPTIONS", None)
+        os.environ.pop("PARITY_MONITORING_DIR", None)
         for server in started.values():
             server.stop()
 

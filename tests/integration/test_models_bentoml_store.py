@@ -12,7 +12,6 @@ import os
 import re
 import subprocess
 import sys
-import tarfile
 import textwrap
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import pytest
 
 import nbserve
 import nbserve.models as models
+from nbserve._bento.archive import open_tar
 from nbserve.exceptions import NotFound
 from tests.integration.compat_servers import bentoml_python
 
@@ -270,7 +270,7 @@ def test_a_service_using_a_bentoml_store_model_exports_and_serves_without_it(
     assert build.returncode == 0, build.stderr
     (bento,) = (tmp_path / "dist").glob("*.bento")
     version = str(stores["iris"]).split(":")[1]
-    with tarfile.open(bento) as tar:
+    with open_tar(bento) as tar:
         names = tar.getnames()
     assert f"models/iris-clf/{version}/saved_model.pkl" in names
 

@@ -49,8 +49,11 @@ def _failed(request: pytest.FixtureRequest) -> bool:
     return report is None or report.failed
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
+    """One browser per test module, closed when it ends: Playwright's sync API
+    keeps an asyncio loop marked running on the main thread while it is open, which would make
+    every later `asyncio.run()` of the session fail."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
