@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from nbserve._runtime.batching.batcher import batchers_for
+from nbserve._runtime.composition import DependencyPools
 from nbserve._runtime.executor import Executor, InlineExecutor
 from nbserve._runtime.metrics import ServiceMetrics
 from nbserve._runtime.system import SystemHandler, system_routes
@@ -91,6 +92,8 @@ class Deployment:
             executor if executor is not None else executor_for(service, workers, log.logger)
         )
         self.prefix = config.path_prefix
+        # Depended services with their own workers/resources: their own pools (composition.py).
+        self.dependencies = DependencyPools(service, log.logger)
         self.state: DeploymentState = "created"
         self.error: BaseException | None = None
         self.shared: dict[str, Any] = {}
@@ -135,6 +138,7 @@ class Deployment:
         self.state = "starting"
         began = time.perf_counter()
         try:
+            await self.dependencies.start()  # first: the workers inherit the pools' endpoints
             await self.executor.start()
         except BaseException as exc:
             self.state = "failed"
@@ -146,9 +150,11 @@ class Deployment:
                 self.log.logger.exception(
                     "%s: stopping after a failed start also failed", self.service.name
                 )
+            await self.dependencies.stop()
             raise
         if self._stopped_meanwhile():  # stop() came while __init__ / on_startup ran
             await self.executor.stop()
+            await self.dependencies.stop()
             self._started.set_result(None)
             return
         self.state = "running"
@@ -199,6 +205,7 @@ class Deployment:
                 )
             except Exception:
                 self.log.logger.exception("%s: on_shutdown failed", self.service.name)
+        await self.dependencies.stop(max(deadline - time.monotonic(), 1.0))
         self.state = "stopped"
         return drained
 

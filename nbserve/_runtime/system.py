@@ -94,7 +94,7 @@ class MetricsHandler(SystemHandler):
         # Rendering takes milliseconds per endpoint (tens with many): off the event loop, so a
         # scrape does not hold up requests. The registry's values are lock-protected.
         body, content_type = await asyncio.get_running_loop().run_in_executor(
-            None, deployment.metrics.render
+            None, lambda: deployment.dependencies.render_metrics(deployment.metrics.render())
         )
         if deployment.ready:
             text = await deployment.executor.metrics_text(body.decode())

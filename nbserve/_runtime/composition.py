@@ -1,0 +1,181 @@
+"""Composition across processes: a depended service with its own `workers`/`resources` runs in
+its own worker pool inside the same server, and is called through it with batching intact.
+
+How it is wired (chosen for robustness: nothing new on the worker wire protocol, and the call
+path is the one every client already uses):
+- When a deployment starts, before its own executor, each depended service (`depends(Svc)`)
+  that runs apart gets an internal server: a normal nbserve `Server` on 127.0.0.1, port 0, with
+  a fresh random bearer token, serving that service with its own worker pool (placement, so its
+  own GPUs) and its own dispatchers for its batchable APIs. Its own dependencies compose the
+  same way, recursively.
+- Its URL and token are registered by service name (`_sdk/remote.py`): in this process's
+  table, read by `depends()` on the inline instance, and in the environment variable
+  `NBSERVE_DEPENDENCY_ENDPOINTS`, which the main service's worker processes inherit because
+  they are spawned after the depended pools started. So `self.dep.api(...)` (sync, blocking
+  client) and `await self.dep.to_async.api(...)` (async client on the caller's loop) reach the
+  pool over loopback HTTP from the inline instance and from inside workers alike.
+- The depended pools show in `handle.stats()` (their routes, as `"<Service> <route>"`),
+  `handle.dependencies()` (URL, workers with pids and devices) and the main `/metrics` (their
+  series merged into the same metric families; labels keep the services apart).
+- They stop after the main executor stopped (its `on_shutdown` may still call them).
+
+A depended service runs apart when it declares `workers=` or `resources=`, except in a notebook
+kernel, where the in-process instance stays (fast edit-run loops, no extra processes) unless
+`NBSERVE_DEPENDENCIES=workers`; `NBSERVE_DEPENDENCIES=inline` keeps every dependency in process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import sys
+from typing import TYPE_CHECKING, Any
+
+from nbserve._sdk.remote import Endpoint, register_endpoint, unregister_endpoint
+
+if TYPE_CHECKING:
+    import logging
+
+    from nbserve._runtime.server import Server
+    from nbserve._sdk.service import Service
+
+__all__ = ["DependencyPools", "merge_metrics", "runs_apart"]
+
+MODE_ENV = "NBSERVE_DEPENDENCIES"
+START_TIMEOUT_S = 300.0
+
+
+def _in_kernel() -> bool:
+    if "ipykernel" not in sys.modules:
+        return False
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+def runs_apart(service: Service[Any]) -> bool:
+    """Whether depended `service` gets its own worker pool (see the module docstring)."""
+    mode = os.environ.get(MODE_ENV, "").strip().lower()
+    if mode == "inline":
+        return False
+    config = service.config
+    if config.workers is None and not config.resources:
+        return False
+    return mode == "workers" or not _in_kernel()
+
+
+class DependencyPools:
+    """The internal servers of one deployment's depended services that run apart."""
+
+    def __init__(self, service: Service[Any], logger: logging.Logger) -> None:
+        self.logger = logger
+        self.services: list[Service[Any]] = []
+        self._declared = list(service.dependencies.values())
+        seen: set[str] = set()
+        for dependency in self._declared:
+            on = dependency.on
+            if on is not None and on.name not in seen and runs_apart(on):
+                seen.add(on.name)
+                self.services.append(on)
+        self.servers: dict[str, Server] = {}
+        self._endpoints: dict[str, Endpoint] = {}
+
+    async def start(self) -> None:
+        """Start every pool and register its endpoint; on a failure, stop the ones started."""
+        if not self.services:
+            return
+        try:
+            for dep in self.services:
+                await self._start_one(dep)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start_one(self, dep: Service[Any]) -> None:
+        from nbserve._runtime.server import Server
+
+        workers = dep.config.worker_count or 1
+        token = secrets.token_urlsafe(24)
+        server = Server(dep, host="127.0.0.1", port=0, workers=workers, token=token)
+        self.servers[dep.name] = server
+        self.logger.info(
+            "starting depended service %s in its own pool of %d worker(s) at %s",
+            dep.name,
+            workers,
+            server.url,
+        )
+        server.start()
+        await asyncio.to_thread(server.wait_ready, START_TIMEOUT_S)
+        endpoint = Endpoint(server.url, token)
+        self._endpoints[dep.name] = endpoint
+        register_endpoint(dep.name, endpoint)
+
+    async def stop(self, timeout: float = 30.0) -> None:
+        for name, endpoint in self._endpoints.items():
+            unregister_endpoint(name, endpoint)
+            for dependency in self._declared:
+                if dependency.on is not None and dependency.on.name == name:
+                    await dependency.release(endpoint.url)  # its clients' connections
+        self._endpoints.clear()
+        servers, self.servers = list(self.servers.values()), {}
+        for server in servers:
+            try:
+                await asyncio.to_thread(server.stop, timeout)
+            except Exception:
+                self.logger.exception("stopping depended service %s failed", server.name)
+
+    # --- reporting ------------------------------------------------------------------------------
+    def stats(self) -> dict[str, dict[str, float | int]]:
+        """Each pool's route stats, keyed `"<Service> <route>"`."""
+        out: dict[str, dict[str, float | int]] = {}
+        for name, server in self.servers.items():
+            for route, numbers in server.stats().items():
+                out[f"{name} {route}"] = numbers
+        return out
+
+    def describe(self) -> dict[str, dict[str, Any]]:
+        """Per depended service that runs apart: url, state, workers (pid, devices, state)."""
+        out: dict[str, dict[str, Any]] = {}
+        for name, server in self.servers.items():
+            executor = server.deployment.executor
+            status = getattr(executor, "status", None)
+            out[name] = {
+                "url": server.url,
+                "state": server.state,
+                "workers": status() if callable(status) else [],
+                "routes": server.routes,
+            }
+        return out
+
+    def render_metrics(self, main: tuple[bytes, str]) -> tuple[bytes, str]:
+        """The main `/metrics` body with the pools' series merged in (for the metrics handler)."""
+        if not self.servers:
+            return main
+        bodies = [server.deployment.metrics.render()[0] for server in self.servers.values()]
+        return merge_metrics([main[0], *bodies]), main[1]
+
+
+def merge_metrics(bodies: list[bytes]) -> bytes:
+    """Prometheus text expositions merged family by family (one HELP/TYPE per metric name)."""
+    from prometheus_client.core import Metric
+    from prometheus_client.exposition import generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    families: dict[str, Metric] = {}
+    for body in bodies:
+        for family in text_string_to_metric_families(body.decode()):
+            kept = families.get(family.name)
+            if kept is None:
+                families[family.name] = family
+            else:
+                kept.samples.extend(family.samples)
+
+    class _Merged:
+        def collect(self) -> list[Metric]:
+            return list(families.values())
+
+    return generate_latest(_Merged())
