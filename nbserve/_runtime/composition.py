@@ -117,10 +117,16 @@ class DependencyPools:
     async def stop(self, timeout: float = 30.0) -> None:
         for name, endpoint in self._endpoints.items():
             unregister_endpoint(name, endpoint)
-            for dependency in self._declared:
-                if dependency.on is not None and dependency.on.name == name:
-                    await dependency.release(endpoint.url)  # its clients' connections
         self._endpoints.clear()
+        # The clients this process made (url=, deployment=, pools): their connections, and the
+        # async ones belong to this deployment's loop, which ends with it.
+        for dependency in self._declared:
+            try:
+                await dependency.release()
+            except Exception:
+                self.logger.exception(
+                    "closing the clients of depends(%s) failed", dependency.on_name
+                )
         servers, self.servers = list(self.servers.values()), {}
         for server in servers:
             try:

@@ -85,10 +85,10 @@ class Dependency(Generic[T]):
                 self._inline = self.on.inner()
             return self._inline
 
-    async def release(self, url: str) -> None:
-        """Close and forget the clients to `url` (its server is stopping)."""
+    async def release(self, url: str | None = None) -> None:
+        """Close and forget the clients to `url` (every client without one): a server stops."""
         with self._lock:
-            gone = [key for key in self._remote if key[0] == url]
+            gone = [key for key in self._remote if url is None or key[0] == url]
             remotes = [self._remote.pop(key) for key in gone]
         for remote in remotes:
             await remote.aclose()
