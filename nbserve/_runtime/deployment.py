@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from nbserve._runtime.batching.batcher import batchers_for
+from nbserve._runtime.command import CommandProcess, has_command
 from nbserve._runtime.composition import DependencyPools
 from nbserve._runtime.executor import Executor, InlineExecutor
 from nbserve._runtime.metrics import ServiceMetrics
@@ -59,7 +60,7 @@ def executor_for(
     """
     if workers is None:
         workers = service.config.worker_count
-    if workers is None:
+    if workers is None or has_command(service):  # a command service: the command is the worker
         return InlineExecutor(service)
     import importlib
 
@@ -94,6 +95,8 @@ class Deployment:
         self.prefix = config.path_prefix
         # Depended services with their own workers/resources: their own pools (composition.py).
         self.dependencies = DependencyPools(service, log.logger)
+        # `cmd=` / `__command__`: the command runs as the worker, other paths proxy to it.
+        self.command = CommandProcess(service, log.logger) if has_command(service) else None
         self.state: DeploymentState = "created"
         self.error: BaseException | None = None
         self.shared: dict[str, Any] = {}
@@ -140,6 +143,8 @@ class Deployment:
         try:
             await self.dependencies.start()  # first: the workers inherit the pools' endpoints
             await self.executor.start()
+            if self.command is not None:
+                await self.command.start(getattr(self.executor, "instance", None))
         except BaseException as exc:
             self.state = "failed"
             self.error = exc
@@ -150,6 +155,8 @@ class Deployment:
                 self.log.logger.exception(
                     "%s: stopping after a failed start also failed", self.service.name
                 )
+            if self.command is not None:
+                await self.command.stop()
             await self.dependencies.stop()
             raise
         if self._stopped_meanwhile():  # stop() came while __init__ / on_startup ran
@@ -205,6 +212,8 @@ class Deployment:
                 )
             except Exception:
                 self.log.logger.exception("%s: on_shutdown failed", self.service.name)
+        if self.command is not None:
+            await self.command.stop()
         await self.dependencies.stop(max(deadline - time.monotonic(), 1.0))
         self.state = "stopped"
         return drained

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import tornado.httputil
 import tornado.web
 
+from nbserve._runtime.command import CommandProxyHandler
 from nbserve._runtime.errors import NotFoundHandler, TooLargeHandler, silence_tornado_access_log
 from nbserve._runtime.handlers import APIHandler, ChunkedAPIHandler
 
@@ -69,5 +70,11 @@ class Application(tornado.web.Application):
                 request,
                 task.chunked_handler if chunked else task.handler,
                 {"deployment": deployment, "api": task.api},
+            )
+        if deployment.command is not None:  # `cmd=` services: the command serves the rest
+            return self.get_handler_delegate(
+                request,
+                CommandProxyHandler,
+                {"deployment": deployment, "command": deployment.command},
             )
         return self.get_handler_delegate(request, NotFoundHandler)

@@ -68,6 +68,11 @@ class ProbeHandler(SystemHandler):
                 return
             self._send(b"\n", _PLAIN)  # alive while starting: __init__ may take minutes
             return
+        command = deployment.command
+        if command is not None and not command.alive:  # `cmd=` services: the command exited
+            code = command.process.returncode if command.process is not None else None
+            self._send(f"The command exited (code {code})\n".encode(), _PLAIN, 503)
+            return
         try:
             ok = await deployment.executor.check(self.probe)
         except Exception:
