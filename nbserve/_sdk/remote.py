@@ -16,7 +16,9 @@ one with `NBSERVE_TOKEN` when the service needs it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+import logging
 import os
 import threading
 from collections.abc import AsyncIterator, Callable, Generator
@@ -88,19 +90,30 @@ def service_endpoint(name: str) -> Endpoint | None:
     raw = os.environ.get(ENDPOINTS_ENV)  # in a worker process: inherited from the server
     if not raw:
         return None
+    return _parsed(raw).get(name)
+
+
+@functools.lru_cache(maxsize=4)
+def _parsed(raw: str) -> dict[str, Endpoint]:
+    """`NBSERVE_DEPENDENCY_ENDPOINTS` read once per value (it is looked up on every access)."""
     try:
-        entry = json.loads(raw).get(name)
-    except (ValueError, AttributeError):
-        return None
-    if not isinstance(entry, dict) or not isinstance(entry.get("url"), str):
-        return None
-    return Endpoint(entry["url"], entry.get("token"))
+        table = json.loads(raw)
+    except ValueError:
+        return {}
+    if not isinstance(table, dict):
+        return {}
+    return {
+        name: Endpoint(entry["url"], entry.get("token"))
+        for name, entry in table.items()
+        if isinstance(entry, dict) and isinstance(entry.get("url"), str)
+    }
 
 
 class RemoteService:
     """A depended service reached over HTTP: `proxy.api(...)`, `await proxy.to_async.api(...)`."""
 
     def __init__(self, url: str, *, token: str | None = None, name: str | None = None) -> None:
+        _quiet_httpx()
         self.url = url
         self.token = token
         self.name = name or url
@@ -151,6 +164,15 @@ class RemoteService:
 
     def __repr__(self) -> str:
         return f"<RemoteService {self.name} at {self.url}>"
+
+
+def _quiet_httpx() -> None:
+    """httpx logs every request at INFO; a worker forwards INFO to the service log, where one
+    line per dependency call would bury the lines that matter. Left alone if the user set a
+    level."""
+    httpx_logger = logging.getLogger("httpx")
+    if httpx_logger.level == logging.NOTSET:
+        httpx_logger.setLevel(logging.WARNING)
 
 
 class AsyncRemoteView:

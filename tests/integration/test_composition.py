@@ -8,8 +8,10 @@ import os
 from pathlib import Path
 
 import httpx
+import nbformat
 import pytest
 from composition_services import Front, Pool, UsesPlain
+from nbclient import NotebookClient
 
 import nbserve
 from nbserve._sdk.remote import ENDPOINTS_ENV, service_endpoint
@@ -95,3 +97,27 @@ def test_nbserve_dependencies_inline_keeps_every_dependency_in_process(
         with handle.client() as client:
             assert client.where()["pool"] == os.getpid()
         assert Pool.name not in handle.stats()
+
+
+def test_in_a_notebook_dependencies_stay_in_process_unless_asked(tmp_path: Path) -> None:
+    here = str(Path(__file__).resolve().parent)
+    cells = [
+        f"import os, sys, nbserve\nsys.path.insert(0, {here!r})\n"
+        "from composition_services import Front",
+        # A notebook keeps the depended service in the kernel, workers declared or not...
+        "with nbserve.serve(Front) as handle, handle.client() as client:\n"
+        "    inline = (handle.dependencies(), client.where()['pool'] == os.getpid())",
+        # ...unless asked: then Pool gets its own pool of 2 workers, as outside a notebook.
+        "os.environ['NBSERVE_DEPENDENCIES'] = 'workers'\n"
+        "with nbserve.serve(Front) as handle, handle.client() as client:\n"
+        "    pools = handle.dependencies()\n"
+        "    apart = (len(pools['Pool']['workers']), client.where()['pool'] != os.getpid())",
+        "print(inline, apart)",
+    ]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    NotebookClient(
+        nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
+    outputs = [o for cell in nb.cells for o in cell.get("outputs", [])]
+    texts = [o.get("text", "") for o in outputs if o.get("output_type") == "stream"]
+    assert texts == ["({}, True) (2, True)\n"], outputs
