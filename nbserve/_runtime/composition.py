@@ -27,6 +27,7 @@ kernel, where the in-process instance stays (fast edit-run loops, no extra proce
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import secrets
 import sys
@@ -37,10 +38,11 @@ from nbserve._sdk.remote import Endpoint, register_endpoint, unregister_endpoint
 if TYPE_CHECKING:
     import logging
 
+    from nbserve._runtime.placement import Device
     from nbserve._runtime.server import Server
     from nbserve._sdk.service import Service
 
-__all__ = ["DependencyPools", "merge_metrics", "runs_apart"]
+__all__ = ["DependencyPools", "devices_needed", "merge_metrics", "runs_apart", "share_devices"]
 
 MODE_ENV = "NBSERVE_DEPENDENCIES"
 START_TIMEOUT_S = 300.0
@@ -68,6 +70,30 @@ def runs_apart(service: Service[Any]) -> bool:
     return mode == "workers" or not _in_kernel()
 
 
+def devices_needed(gpu_per_worker: float, workers: int) -> int:
+    """How many devices `plan_placement` uses for this many workers at this share (0: none)."""
+    if gpu_per_worker <= 0:
+        return 0
+    if gpu_per_worker >= 1:
+        return math.ceil(gpu_per_worker) * workers
+    return math.ceil(workers / math.floor(1 / gpu_per_worker + 1e-6))
+
+
+def share_devices(
+    demands: list[int], devices: list[Device]
+) -> tuple[list[list[Device] | None], list[Device] | None]:
+    """Disjoint GPUs for the depended pools, taken from the end of the list; the rest for the
+    main service. None (plan over every device, as without composition) when they do not fit."""
+    if sum(demands) > len(devices) or not any(demands):
+        return [None] * len(demands), None
+    slices: list[list[Device] | None] = []
+    end = len(devices)
+    for need in demands:
+        slices.append(devices[end - need : end] if need else None)
+        end -= need
+    return slices, list(devices[:end])
+
+
 class DependencyPools:
     """The internal servers of one deployment's depended services that run apart."""
 
@@ -84,23 +110,41 @@ class DependencyPools:
         self.servers: dict[str, Server] = {}
         self._endpoints: dict[str, Endpoint] = {}
 
-    async def start(self) -> None:
-        """Start every pool and register its endpoint; on a failure, stop the ones started."""
+    async def start(self, main_executor: object = None) -> None:
+        """Start every pool and register its endpoint; on a failure, stop the ones started.
+
+        Pools asking for GPUs get disjoint devices, and `main_executor` (a worker pool) the
+        rest, when they all fit; otherwise every pool plans over every device, as before.
+        """
         if not self.services:
             return
+        slices: list[list[Device] | None] = [None] * len(self.services)
+        demands = [
+            devices_needed(dep.config.gpu, dep.config.worker_count or 1) for dep in self.services
+        ]
+        if any(demands):
+            from nbserve._runtime.placement import detect_gpus
+
+            devices = await asyncio.to_thread(detect_gpus)
+            slices, rest = share_devices(demands, devices)
+            if rest is not None and _plans_devices(main_executor):
+                # ProcessExecutor's `devices=` ("a deliberate subset"), set before it starts.
+                main_executor._devices = rest  # type: ignore[attr-defined]
         try:
-            for dep in self.services:
-                await self._start_one(dep)
+            for dep, devices_for_dep in zip(self.services, slices, strict=True):
+                await self._start_one(dep, devices_for_dep)
         except BaseException:
             await self.stop()
             raise
 
-    async def _start_one(self, dep: Service[Any]) -> None:
+    async def _start_one(self, dep: Service[Any], devices: list[Device] | None) -> None:
         from nbserve._runtime.server import Server
 
         workers = dep.config.worker_count or 1
         token = secrets.token_urlsafe(24)
         server = Server(dep, host="127.0.0.1", port=0, workers=workers, token=token)
+        if devices is not None and _plans_devices(server.deployment.executor):
+            server.deployment.executor._devices = devices  # type: ignore[attr-defined]
         self.servers[dep.name] = server
         self.logger.info(
             "starting depended service %s in its own pool of %d worker(s) at %s",
@@ -163,6 +207,11 @@ class DependencyPools:
             return main
         bodies = [server.deployment.metrics.render()[0] for server in self.servers.values()]
         return merge_metrics([main[0], *bodies]), main[1]
+
+
+def _plans_devices(executor: object) -> bool:
+    """A worker pool that has not been given devices (and so would detect every GPU)."""
+    return executor is not None and getattr(executor, "_devices", False) is None
 
 
 def merge_metrics(bodies: list[bytes]) -> bytes:

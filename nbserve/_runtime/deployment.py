@@ -141,7 +141,8 @@ class Deployment:
         self.state = "starting"
         began = time.perf_counter()
         try:
-            await self.dependencies.start()  # first: the workers inherit the pools' endpoints
+            # First: the workers inherit the pools' endpoints (and the GPUs they leave).
+            await self.dependencies.start(self.executor)
             await self.executor.start()
             if self.command is not None:
                 await self.command.start(getattr(self.executor, "instance", None))
