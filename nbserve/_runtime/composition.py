@@ -80,11 +80,12 @@ def devices_needed(gpu_per_worker: float, workers: int) -> int:
 
 
 def share_devices(
-    demands: list[int], devices: list[Device]
+    demands: list[int], devices: list[Device], main_need: int = 0
 ) -> tuple[list[list[Device] | None], list[Device] | None]:
     """Disjoint GPUs for the depended pools, taken from the end of the list; the rest for the
-    main service. None (plan over every device, as without composition) when they do not fit."""
-    if sum(demands) > len(devices) or not any(demands):
+    main service (which needs `main_need`). None (plan over every device, as without
+    composition) when they do not all fit."""
+    if sum(demands) + main_need > len(devices) or not any(demands):
         return [None] * len(demands), None
     slices: list[list[Device] | None] = []
     end = len(devices)
@@ -126,7 +127,13 @@ class DependencyPools:
             from nbserve._runtime.placement import detect_gpus
 
             devices = await asyncio.to_thread(detect_gpus)
-            slices, rest = share_devices(demands, devices)
+            main_need = 0
+            if _plans_devices(main_executor):
+                main_service: Any = getattr(main_executor, "service", None)
+                main_workers = getattr(main_executor, "workers", 1)
+                if main_service is not None and isinstance(main_workers, int):
+                    main_need = devices_needed(main_service.config.gpu, main_workers)
+            slices, rest = share_devices(demands, devices, main_need)
             if rest is not None and _plans_devices(main_executor):
                 # ProcessExecutor's `devices=` ("a deliberate subset"), set before it starts.
                 main_executor._devices = rest  # type: ignore[attr-defined]

@@ -34,6 +34,11 @@ def test_pools_get_disjoint_gpus_from_the_end_and_the_main_service_the_rest() ->
 def test_when_they_do_not_fit_every_pool_plans_over_every_device() -> None:
     assert share_devices([2, 2], _devices(3)) == ([None, None], None)
     assert share_devices([0], _devices(1)) == ([None], None)
+    # The main service's own workers need GPUs too: with one device, everyone shares it.
+    assert share_devices([1], _devices(1), main_need=1) == ([None], None)
+    slices, rest = share_devices([1], _devices(2), main_need=1)
+    assert rest is not None
+    assert [d.index for d in rest] == [0]
 
 
 def test_runs_apart_follows_the_declaration_and_the_mode(monkeypatch: pytest.MonkeyPatch) -> None:
