@@ -37,8 +37,9 @@ def test_when_they_do_not_fit_every_pool_plans_over_every_device() -> None:
     # The main service's own workers need GPUs too: with one device, everyone shares it.
     assert share_devices([1], _devices(1), main_need=1) == ([None], None)
     slices, rest = share_devices([1], _devices(2), main_need=1)
+    assert slices[0] is not None
     assert rest is not None
-    assert [d.index for d in rest] == [0]
+    assert ([d.index for d in slices[0]], [d.index for d in rest]) == ([1], [0])
 
 
 def test_runs_apart_follows_the_declaration_and_the_mode(monkeypatch: pytest.MonkeyPatch) -> None:
