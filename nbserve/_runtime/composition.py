@@ -102,6 +102,7 @@ class DependencyPools:
         self.logger = logger
         self.services: list[Service[Any]] = []
         self._declared = list(service.dependencies.values())
+        self._acquired = False
         seen: set[str] = set()
         for dependency in self._declared:
             on = dependency.on
@@ -117,6 +118,9 @@ class DependencyPools:
         Pools asking for GPUs get disjoint devices, and `main_executor` (a worker pool) the
         rest, when they all fit; otherwise every pool plans over every device, as before.
         """
+        for dependency in self._declared:
+            dependency.acquire()
+        self._acquired = True
         if not self.services:
             return
         slices: list[list[Device] | None] = [None] * len(self.services)
@@ -166,14 +170,19 @@ class DependencyPools:
         register_endpoint(dep.name, endpoint)
 
     async def stop(self, timeout: float = 30.0) -> None:
-        for name, endpoint in self._endpoints.items():
+        stopped = list(self._endpoints.items())
+        for name, endpoint in stopped:
             unregister_endpoint(name, endpoint)
         self._endpoints.clear()
-        # The clients this process made (url=, deployment=, pools): their connections, and the
-        # async ones belong to this deployment's loop, which ends with it.
+        # The clients this process made: to this deployment's pools at once (they stop now);
+        # to url=/deployment= services when no other deployment (a hot swap's) still uses them.
+        acquired, self._acquired = self._acquired, False
         for dependency in self._declared:
             try:
-                await dependency.release()
+                for _, endpoint in stopped:
+                    await dependency.release(endpoint.url)
+                if acquired:
+                    await dependency.release_if_unused()
             except Exception:
                 self.logger.exception(
                     "closing the clients of depends(%s) failed", dependency.on_name

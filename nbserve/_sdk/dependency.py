@@ -44,6 +44,7 @@ class Dependency(Generic[T]):
         self._inline: Any = None
         self._remote: dict[tuple[str, str | None], RemoteService] = {}
         self._lock = threading.Lock()
+        self._deployments = 0  # started deployments whose service declares this dependency
 
     def __set_name__(self, owner: type, name: str) -> None:
         self.attr = name
@@ -84,6 +85,19 @@ class Dependency(Generic[T]):
                 # (`get_current_service()` stays the outer one).
                 self._inline = self.on.inner()
             return self._inline
+
+    def acquire(self) -> None:
+        """A deployment using this dependency starts (see `release_if_unused`)."""
+        with self._lock:
+            self._deployments += 1
+
+    async def release_if_unused(self) -> None:
+        """A deployment stops: close the clients once no other one (a hot swap's) uses them."""
+        with self._lock:
+            self._deployments = max(self._deployments - 1, 0)
+            unused = self._deployments == 0
+        if unused:
+            await self.release()
 
     async def release(self, url: str | None = None) -> None:
         """Close and forget the clients to `url` (every client without one): a server stops."""

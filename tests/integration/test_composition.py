@@ -121,3 +121,22 @@ def test_in_a_notebook_dependencies_stay_in_process_unless_asked(tmp_path: Path)
     outputs = [o for cell in nb.cells for o in cell.get("outputs", [])]
     texts = [o.get("text", "") for o in outputs if o.get("output_type") == "stream"]
     assert texts == ["({}, True) (2, True)\n"], outputs
+
+
+def test_a_hot_swap_moves_to_a_new_pool_and_keeps_answering(
+    request: pytest.FixtureRequest,
+) -> None:
+    with nbserve.serve(Front) as handle:
+        client = handle.client()
+        request.addfinalizer(client.close)
+        before = handle.dependencies()["Pool"]["url"]
+        assert client.double(xs=[1]) == [2]
+        handle.swap(Front)  # the same class: the new deployment starts its own pool first
+        after = handle.dependencies()["Pool"]["url"]
+        assert after != before
+        assert client.double(xs=[2]) == [4]
+        assert client.where()["pool"] in {
+            w["pid"] for w in handle.dependencies()["Pool"]["workers"]
+        }
+    with pytest.raises(httpx.TransportError):
+        httpx.get(before + "/livez")

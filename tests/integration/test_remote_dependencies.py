@@ -150,3 +150,26 @@ def test_depends_deployment_names_where_it_looked(
     assert "nbserve.services()" in message
     assert str(tmp_path / "nbserve") in message
     assert "depends(url=" in message
+
+
+def test_a_hot_swap_keeps_the_remote_clients_of_the_same_class(words: str) -> None:
+    @nbserve.service
+    class Caller:
+        remote = nbserve.depends(url=words)
+
+        @nbserve.api
+        async def loud(self, text: str) -> str:
+            result: str = await self.remote.to_async.shout(text=text)
+            return result
+
+        @nbserve.api
+        def count(self, text: str) -> int:
+            result: int = self.remote.count(text=text)
+            return result
+
+    with nbserve.serve(Caller) as handle, handle.client() as client:
+        assert client.loud(text="a") == "A"
+        assert client.count(text="a b") == 2
+        handle.swap(Caller)  # the old deployment stops: the clients the new one uses stay open
+        assert client.loud(text="b") == "B"
+        assert client.count(text="a b c") == 3
