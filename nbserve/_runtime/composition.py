@@ -217,12 +217,16 @@ class DependencyPools:
             }
         return out
 
-    def render_metrics(self, main: tuple[bytes, str]) -> tuple[bytes, str]:
-        """The main `/metrics` body with the pools' series merged in (for the metrics handler)."""
-        if not self.servers:
-            return main
-        bodies = [server.deployment.metrics.render()[0] for server in self.servers.values()]
-        return merge_metrics([main[0], *bodies]), main[1]
+    def render_metrics(self, main: bytes) -> bytes:
+        """The main `/metrics` body with the pools' series (and their workers') merged in."""
+        bodies = [main]
+        for server in list(self.servers.values()):
+            deployment = server.deployment
+            bodies.append(deployment.metrics.render()[0])
+            worker_lines = getattr(deployment.executor, "metrics_lines", None)
+            if callable(worker_lines):
+                bodies.append(str(worker_lines()).encode())
+        return merge_metrics(bodies) if len(bodies) > 1 else main
 
 
 def _plans_devices(executor: object) -> bool:

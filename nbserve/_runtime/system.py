@@ -98,12 +98,13 @@ class MetricsHandler(SystemHandler):
         deployment = self.deployment
         # Rendering takes milliseconds per endpoint (tens with many): off the event loop, so a
         # scrape does not hold up requests. The registry's values are lock-protected.
-        body, content_type = await asyncio.get_running_loop().run_in_executor(
-            None, lambda: deployment.dependencies.render_metrics(deployment.metrics.render())
-        )
+        loop = asyncio.get_running_loop()
+        body, content_type = await loop.run_in_executor(None, deployment.metrics.render)
         if deployment.ready:
             text = await deployment.executor.metrics_text(body.decode())
             body = text.encode()
+        if deployment.dependencies.servers:  # depended services in their own pools (composition)
+            body = await loop.run_in_executor(None, deployment.dependencies.render_metrics, body)
         self._send(body, content_type)
 
 

@@ -57,6 +57,15 @@ def test_a_depended_service_on_two_workers_has_its_own_pool(
             for line in metrics.splitlines()
         ), metrics
         assert metrics.count("# TYPE bentoml_service_request_total counter") == 1
+        # ...and its workers, with their pids (the pool's own status lines).
+        worker_lines = [
+            line
+            for line in metrics.splitlines()
+            if line.startswith("nbserve_worker_info") and 'service_name="Pool"' in line
+        ]
+        assert sorted(line.split('pid="')[1].split('"')[0] for line in worker_lines) == sorted(
+            str(pid) for pid in pool_pids
+        )
         pool_url = pools["Pool"]["url"]
     # Stopped with the main service: the pool's port is closed and its endpoint forgotten.
     assert service_endpoint("Pool") is None
@@ -78,6 +87,15 @@ def test_the_main_services_workers_reach_the_pool(
         assert client.double(xs=[5]) == [10]
         met = client.both(where=str(tmp_path))
         assert all(m["met"] for m in met), met
+        # Front's worker and Pool's two, in one nbserve_worker_info family.
+        metrics = httpx.get(handle.url + "/metrics").text
+        assert metrics.count("# TYPE nbserve_worker_info gauge") == 1
+        workers = [line for line in metrics.splitlines() if line.startswith("nbserve_worker_info")]
+        assert sorted(line.split('service_name="')[1].split('"')[0] for line in workers) == [
+            "Front",
+            "Pool",
+            "Pool",
+        ]
 
 
 def test_without_workers_or_resources_the_dependency_stays_in_process() -> None:
