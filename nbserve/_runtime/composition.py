@@ -165,7 +165,8 @@ class DependencyPools:
         )
         server.start()
         await asyncio.to_thread(server.wait_ready, START_TIMEOUT_S)
-        endpoint = Endpoint(server.url, token)
+        # The pool's server answers 504 at its own traffic.timeout; the client waits a bit more.
+        endpoint = Endpoint(server.url, token, dep.config.timeout + 5.0)
         self._endpoints[dep.name] = endpoint
         register_endpoint(dep.name, endpoint)
 

@@ -77,7 +77,12 @@ class Dependency(Generic[T]):
             return self._remote_for(
                 endpoint.url,
                 endpoint.token,
-                lambda: RemoteService(endpoint.url, token=endpoint.token, name=self.on_name),
+                lambda: RemoteService(
+                    endpoint.url,
+                    token=endpoint.token,
+                    name=self.on_name,
+                    timeout=endpoint.timeout,
+                ),
             )
         with self._lock:
             if self._inline is None:

@@ -45,12 +45,19 @@ ENDPOINTS_ENV = "NBSERVE_DEPENDENCY_ENDPOINTS"
 depended pools started, so they inherit it) find the depended services' internal servers."""
 
 
+DEFAULT_TIMEOUT_S = 60.0
+"""How long a call to a remote service may take: BentoML's default `traffic.timeout`. A depended
+service in its own pool uses its own `traffic.timeout` (plus a margin: its server answers 504
+first)."""
+
+
 @dataclass(frozen=True)
 class Endpoint:
     """Where a service answers: its URL and the bearer token it wants (if any)."""
 
     url: str
     token: str | None = None
+    timeout: float = DEFAULT_TIMEOUT_S
 
 
 _endpoints: dict[str, Endpoint] = {}
@@ -75,7 +82,10 @@ def unregister_endpoint(name: str, endpoint: Endpoint) -> None:
 def _write_env() -> None:
     if _endpoints:
         os.environ[ENDPOINTS_ENV] = json.dumps(
-            {name: {"url": e.url, "token": e.token} for name, e in _endpoints.items()}
+            {
+                name: {"url": e.url, "token": e.token, "timeout": e.timeout}
+                for name, e in _endpoints.items()
+            }
         )
     else:
         os.environ.pop(ENDPOINTS_ENV, None)
@@ -103,7 +113,9 @@ def _parsed(raw: str) -> dict[str, Endpoint]:
     if not isinstance(table, dict):
         return {}
     return {
-        name: Endpoint(entry["url"], entry.get("token"))
+        name: Endpoint(
+            entry["url"], entry.get("token"), float(entry.get("timeout", DEFAULT_TIMEOUT_S))
+        )
         for name, entry in table.items()
         if isinstance(entry, dict) and isinstance(entry.get("url"), str)
     }
@@ -112,9 +124,17 @@ def _parsed(raw: str) -> dict[str, Endpoint]:
 class RemoteService:
     """A depended service reached over HTTP: `proxy.api(...)`, `await proxy.to_async.api(...)`."""
 
-    def __init__(self, url: str, *, token: str | None = None, name: str | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str | None = None,
+        name: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT_S,
+    ) -> None:
         _quiet_httpx()
         self.url = url
+        self.timeout = timeout
         self.token = token
         self.name = name or url
         self._sync: SyncHTTPClient | None = None
@@ -129,7 +149,7 @@ class RemoteService:
             if self._sync is None:
                 from nbserve._client import SyncHTTPClient
 
-                self._sync = SyncHTTPClient(self.url, token=self.token)
+                self._sync = SyncHTTPClient(self.url, token=self.token, timeout=self.timeout)
             return self._sync
 
     def __getattr__(self, name: str) -> Any:
@@ -200,7 +220,10 @@ class AsyncRemoteView:
                 owner = False
         if owner:
             try:
-                made = await AsyncHTTPClient.from_url(self._remote.url, token=self._remote.token)
+                remote = self._remote
+                made = await AsyncHTTPClient.from_url(
+                    remote.url, token=remote.token, timeout=remote.timeout
+                )
             except BaseException as exc:
                 future.set_exception(exc)
                 raise
