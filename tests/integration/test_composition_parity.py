@@ -1,9 +1,12 @@
 """The same BentoML-style file (`bentoml_services/composition_service.py`) served by
 `bentoml serve` 1.4.39 and by nbserve: a depended service on 2 workers, called from a sync API
-and, concurrently, from an async API (`to_async` + `asyncio.gather`), answers the same."""
+and, concurrently, from an async API (`to_async` + `asyncio.gather`), and a `cmd=` service
+proxying to its command answer the same."""
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,18 +21,40 @@ pytestmark = [pytest.mark.bentoml, pytest.mark.slow]
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, ServerProcess]]:
     root = tmp_path_factory.mktemp("composition")
+    files = root / "files"
+    files.mkdir()
+    (files / "hello.txt").write_text("hello from the command")
+    os.environ["COMPOSITION_FILES"] = str(files)
     started: dict[str, ServerProcess] = {}
     try:
         started["bentoml"] = start_bentoml(
             "Front", root / "home", root / "bentoml.log", "composition_service"
         )
         started["nbserve"] = start_nbserve("Front", root / "nbserve.log", "composition_service")
+        # Each command service on its own port (read by the file at import, in each server).
+        os.environ["COMPOSITION_PROXY_PORT"] = str(_free_port())
+        started["bentoml/files"] = start_bentoml(
+            "Files", root / "home2", root / "bentoml-files.log", "composition_service"
+        )
+        os.environ["COMPOSITION_PROXY_PORT"] = str(_free_port())
+        started["nbserve/files"] = start_nbserve(
+            "Files", root / "nbserve-files.log", "composition_service"
+        )
         for server in started.values():
             server.wait_ready("/readyz")
         yield started
     finally:
+        os.environ.pop("COMPOSITION_FILES", None)
+        os.environ.pop("COMPOSITION_PROXY_PORT", None)
         for server in started.values():
             server.stop()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def _answer(response: httpx.Response) -> dict[str, Any]:
@@ -92,3 +117,16 @@ def test_depends_url_reaches_a_bentoml_server(
         answer = client.both(where=str(tmp_path))
         assert len(answer) == 2
         assert answer[1] is True  # the second call always finds the first's mark
+
+
+def test_a_command_service_proxies_the_same(servers: dict[str, ServerProcess]) -> None:
+    answers = {}
+    for backend in ("bentoml", "nbserve"):
+        with httpx.Client(base_url=servers[f"{backend}/files"].origin, timeout=30) as client:
+            found, missing = client.get("/hello.txt"), client.get("/missing.txt")
+            answers[backend] = [
+                (found.status_code, found.headers.get("content-type"), found.text),
+                (missing.status_code, missing.headers.get("content-type")),
+            ]
+    assert answers["nbserve"] == answers["bentoml"]
+    assert answers["nbserve"][0] == (200, "text/plain", "hello from the command")

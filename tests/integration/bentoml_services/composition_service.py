@@ -1,17 +1,21 @@
 """A BentoML 1.4 service file (plain `import bentoml`) for the composition parity test: a
 depended service on 2 workers called from sync and async APIs (`to_async` + `asyncio.gather`).
 Served unchanged by `bentoml serve` and by nbserve (with `bentoml` aliased to nbserve).
-
-(A `cmd=` service is not compared here: BentoML's proxy mode imports fastapi, which the oracle
-venv does not have; tests/integration/test_command_services.py covers nbserve's.)"""
+`Files` is a `cmd=` service: Python's `http.server` on `COMPOSITION_PROXY_PORT`, serving
+`COMPOSITION_FILES` (BentoML's proxy mode needs fastapi in the oracle venv: scripts/setup)."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import time
 from pathlib import Path
 
 import bentoml
+
+PROXY_PORT = int(os.environ.get("COMPOSITION_PROXY_PORT", "8000"))
+FILES = os.environ.get("COMPOSITION_FILES", ".")
 
 
 @bentoml.service(workers=2)
@@ -47,3 +51,21 @@ class Front:
             self.pool.to_async.meet(where=where, who="b", other="a"),
         )
         return [first, second]
+
+
+@bentoml.service(
+    cmd=[
+        sys.executable,
+        "-m",
+        "http.server",
+        str(PROXY_PORT),
+        "--bind",
+        "127.0.0.1",
+        "--directory",
+        FILES,
+    ],
+    http={"proxy_port": PROXY_PORT},
+    endpoints={"livez": "/"},
+)
+class Files:
+    pass
