@@ -4,7 +4,7 @@ As BentoML's proxy mode (`_bentoml_impl/server/proxy.py`): when the deployment s
 command (from the instance's `__command__()`, else `@service(cmd=[...])`, with `$VAR`/`${VAR}`
 expanded from the environment) is started once, and the deployment becomes ready only when
 `GET http://127.0.0.1:<proxy_port><livez>` answers 2xx (`http={"proxy_port": N}`, default
-8000; `endpoints={"livez": "/path"}`, default `/health` as BentoML's proxy) while the command runs; if the
+8000; `endpoints={"livez": "/path"}`, default `/health`, or `<path_prefix>/livez`, as BentoML's) while the command runs; if the
 command exits first, the start fails with its exit code. Every request nbserve does not route
 itself (its APIs, `/readyz`, `/livez`, `/metrics`, `/schema.json`, ...) is forwarded to the
 command's port with its method, path, query, headers and body, and the answer streams back.
@@ -67,7 +67,10 @@ class CommandProcess:
         self.service = service
         self.logger = logger
         self.port = int((raw.get("http") or {}).get("proxy_port", 8000))
-        self.health_path = str((raw.get("endpoints") or {}).get("livez", "/health"))
+        # BentoML's default: /health, or <path_prefix>/livez when the service has a prefix.
+        prefix = service.config.path_prefix
+        default_health = f"{prefix}/livez" if prefix else "/health"
+        self.health_path = str((raw.get("endpoints") or {}).get("livez", default_health))
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.process: asyncio.subprocess.Process | None = None
         self.client: httpx.AsyncClient | None = None
