@@ -121,6 +121,7 @@ class DependencyPools:
         for dependency in self._declared:
             dependency.acquire()
         self._acquired = True
+        await self._resolve_deployments()
         if not self.services:
             return
         slices: list[list[Device] | None] = [None] * len(self.services)
@@ -147,6 +148,25 @@ class DependencyPools:
         except BaseException:
             await self.stop()
             raise
+
+    async def _resolve_deployments(self) -> None:
+        """`depends(deployment=...)`: found here (this kernel's registry knows the token) and
+        registered, so the main service's workers reach it too. Not found yet: looked up again
+        on first use, which raises the error naming where it looked."""
+        from nbserve._sdk.remote import deployment_key, resolve_deployment
+        from nbserve.exceptions import NotFound
+
+        for dependency in self._declared:
+            name = dependency.deployment
+            if name is None:
+                continue
+            try:
+                remote = await asyncio.to_thread(resolve_deployment, name)
+            except NotFound:
+                continue
+            endpoint = Endpoint(remote.url, remote.token, remote.timeout)
+            self._endpoints[deployment_key(name)] = endpoint
+            register_endpoint(deployment_key(name), endpoint)
 
     async def _start_one(self, dep: Service[Any], devices: list[Device] | None) -> None:
         from nbserve._runtime.server import Server
@@ -180,8 +200,9 @@ class DependencyPools:
         acquired, self._acquired = self._acquired, False
         for dependency in self._declared:
             try:
-                for _, endpoint in stopped:
-                    await dependency.release(endpoint.url)
+                for name, endpoint in stopped:
+                    if name in self.servers:  # a pool (not a deployment= service): it stops
+                        await dependency.release(endpoint.url)
                 if acquired:
                     await dependency.release_if_unused()
             except Exception:

@@ -59,7 +59,12 @@ class Dependency(Generic[T]):
         return self.get()
 
     def get(self) -> Any:
-        from nbserve._sdk.remote import RemoteService, resolve_deployment, service_endpoint
+        from nbserve._sdk.remote import (
+            RemoteService,
+            deployment_key,
+            resolve_deployment,
+            service_endpoint,
+        )
 
         if self.url is not None:
             return self._remote_for(self.url, None, lambda: RemoteService(self.url or ""))
@@ -69,6 +74,16 @@ class Dependency(Generic[T]):
                 found = next(iter(self._remote.values()), None)
             if found is not None:
                 return found
+            # Resolved by the server at start (with the token a kernel's registry knows), for
+            # its workers; else looked up here.
+            known = service_endpoint(deployment_key(self.deployment))
+            if known is not None:
+                name = self.deployment
+                return self._remote_for(
+                    known.url,
+                    known.token,
+                    lambda: RemoteService(known.url, token=known.token, name=name),
+                )
             remote = resolve_deployment(self.deployment)
             return self._remote_for(remote.url, remote.token, lambda: remote)
         assert self.on is not None

@@ -34,6 +34,7 @@ __all__ = [
     "ENDPOINTS_ENV",
     "Endpoint",
     "RemoteService",
+    "deployment_key",
     "register_endpoint",
     "resolve_deployment",
     "service_endpoint",
@@ -89,6 +90,11 @@ def _write_env() -> None:
         )
     else:
         os.environ.pop(ENDPOINTS_ENV, None)
+
+
+def deployment_key(name: str) -> str:
+    """The endpoint table's key for `depends(deployment=name)` (apart from service names)."""
+    return f"deployment:{name}"
 
 
 def service_endpoint(name: str) -> Endpoint | None:

@@ -5,6 +5,7 @@ tested against real servers."""
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -173,3 +174,29 @@ def test_a_hot_swap_keeps_the_remote_clients_of_the_same_class(words: str) -> No
         handle.swap(Caller)  # the old deployment stops: the clients the new one uses stay open
         assert client.loud(text="b") == "B"
         assert client.count(text="a b c") == 3
+
+
+def test_depends_deployment_reaches_a_kernel_service_with_a_token_from_a_worker(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from nbserve._notebook.live import ServeOptions
+
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path))
+    REGISTRY.serve(Words, name="GuardedWords", options=ServeOptions(token="auto"))
+    try:
+        assert REGISTRY.get("GuardedWords").token  # the worker cannot read the kernel's token
+
+        @nbserve.service
+        class Caller:
+            remote = nbserve.depends(deployment="GuardedWords")
+
+            @nbserve.api
+            def loud(self, text: str) -> dict[str, object]:
+                return {"text": self.remote.shout(text=text), "pid": os.getpid()}
+
+        with nbserve.serve(Caller, workers=1) as handle, handle.client() as client:
+            answer = client.loud(text="guarded")
+            assert answer["text"] == "GUARDED"
+            assert answer["pid"] != os.getpid()  # resolved by the server, called from a worker
+    finally:
+        REGISTRY.stop("GuardedWords")
