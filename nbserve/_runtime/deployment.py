@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from nbserve._runtime.asgi import Lifespan
 from nbserve._runtime.batching.batcher import batchers_for
+from nbserve._runtime.command import CommandProcess, has_command
+from nbserve._runtime.composition import DependencyPools
 from nbserve._runtime.executor import Executor, InlineExecutor
 from nbserve._runtime.metrics import ServiceMetrics
 from nbserve._runtime.system import SystemHandler, system_routes
@@ -60,7 +62,7 @@ def executor_for(
     """
     if workers is None:
         workers = service.config.worker_count
-    if workers is None:
+    if workers is None or has_command(service):  # a command service: the command is the worker
         return InlineExecutor(service)
     import importlib
 
@@ -94,6 +96,10 @@ class Deployment:
             executor if executor is not None else executor_for(service, workers, log.logger)
         )
         self.prefix = config.path_prefix
+        # Depended services with their own workers/resources: their own pools (composition.py).
+        self.dependencies = DependencyPools(service, log.logger)
+        # `cmd=` / `__command__`: the command runs as the worker, other paths proxy to it.
+        self.command = CommandProcess(service, log.logger) if has_command(service) else None
         self.state: DeploymentState = "created"
         self.error: BaseException | None = None
         self.shared: dict[str, Any] = {}
@@ -148,8 +154,12 @@ class Deployment:
         self.state = "starting"
         began = time.perf_counter()
         try:
+            # First: the workers inherit the pools' endpoints (and the GPUs they leave).
+            await self.dependencies.start(self.executor)
             await self.executor.start()
             await self.lifespan.startup()
+            if self.command is not None:
+                await self.command.start(getattr(self.executor, "instance", None))
         except BaseException as exc:
             self.state = "failed"
             self.error = exc
@@ -160,9 +170,13 @@ class Deployment:
                 self.log.logger.exception(
                     "%s: stopping after a failed start also failed", self.service.name
                 )
+            if self.command is not None:
+                await self.command.stop()
+            await self.dependencies.stop()
             raise
         if self._stopped_meanwhile():  # stop() came while __init__ / on_startup ran
             await self.executor.stop()
+            await self.dependencies.stop()
             self._started.set_result(None)
             return
         self.state = "running"
@@ -217,6 +231,9 @@ class Deployment:
                 )
             except Exception:
                 self.log.logger.exception("%s: on_shutdown failed", self.service.name)
+        if self.command is not None:
+            await self.command.stop()
+        await self.dependencies.stop(max(deadline - time.monotonic(), 1.0))
         self.state = "stopped"
         return drained
 

@@ -97,8 +97,16 @@ class ServiceHandle:
         return SyncHTTPClient(self.url, **options)
 
     def stats(self) -> dict[str, dict[str, float | int]]:
-        """Per route: count, errors, p50/p95/p99 latency in ms (over the last 2048 requests)."""
-        return self._server.stats()
+        """Per route: count, errors, p50/p95/p99 latency in ms (over the last 2048 requests).
+
+        Depended services running in their own worker pools add their routes as
+        `"<Service> <route>"`.
+        """
+        return {**self._server.stats(), **self._server.deployment.dependencies.stats()}
+
+    def dependencies(self) -> dict[str, dict[str, Any]]:
+        """Depended services running in their own worker pools: url, state, workers, routes."""
+        return self._server.deployment.dependencies.describe()
 
     def workers(self) -> list[dict[str, Any]]:
         """Each worker process of the current version: index, state, `phase` (started / loading /

@@ -17,6 +17,7 @@ import tornado.web
 
 from nbserve._runtime.admin import ADMIN_PREFIX, admin_handler
 from nbserve._runtime.asgi import AsgiHandler, match_mount
+from nbserve._runtime.command import CommandProxyHandler
 from nbserve._runtime.errors import NotFoundHandler, TooLargeHandler, silence_tornado_access_log
 from nbserve._runtime.handlers import APIHandler, ChunkedAPIHandler
 from nbserve._runtime.uploads import FormAPIHandler
@@ -90,4 +91,10 @@ class Application(tornado.web.Application):
                     AsgiHandler,
                     {"mount": mount, "root_path": mount.path, "state": deployment.lifespan.state},
                 )
+        if deployment.command is not None:  # `cmd=` services: the command serves the rest
+            return self.get_handler_delegate(
+                request,
+                CommandProxyHandler,
+                {"deployment": deployment, "command": deployment.command},
+            )
         return self.get_handler_delegate(request, NotFoundHandler)

@@ -68,6 +68,11 @@ class ProbeHandler(SystemHandler):
                 return
             self._send(b"\n", _PLAIN)  # alive while starting: __init__ may take minutes
             return
+        command = deployment.command
+        if command is not None and not command.alive:  # `cmd=` services: the command exited
+            code = command.process.returncode if command.process is not None else None
+            self._send(f"The command exited (code {code})\n".encode(), _PLAIN, 503)
+            return
         try:
             ok = await deployment.executor.check(self.probe)
         except Exception:
@@ -93,12 +98,13 @@ class MetricsHandler(SystemHandler):
         deployment = self.deployment
         # Rendering takes milliseconds per endpoint (tens with many): off the event loop, so a
         # scrape does not hold up requests. The registry's values are lock-protected.
-        body, content_type = await asyncio.get_running_loop().run_in_executor(
-            None, deployment.metrics.render
-        )
+        loop = asyncio.get_running_loop()
+        body, content_type = await loop.run_in_executor(None, deployment.metrics.render)
         if deployment.ready:
             text = await deployment.executor.metrics_text(body.decode())
             body = text.encode()
+        if deployment.dependencies.servers:  # depended services in their own pools (composition)
+            body = await loop.run_in_executor(None, deployment.dependencies.render_metrics, body)
         self._send(body, content_type)
 
 

@@ -48,7 +48,6 @@ _KEPT_KEYS = frozenset(
         "tracing",
         "monitoring",
         "endpoints",
-        "cmd",
         "service_class",
         "image",
         "description",
@@ -174,7 +173,11 @@ def parse_service_config(options: dict[str, Any], *, where: str) -> ServiceConfi
         "name",
         "image",
         "description",
+        "cmd",  # a command service (_runtime/command.py)
+        "endpoints",  # its health path: endpoints={"livez": ...}
     }
+    if set(options.get("http") or {}) <= {"proxy_port"}:
+        known.add("http")  # http={"proxy_port": N}: where a command service listens
     ignored = sorted(k for k in options if k not in known and k != "python_packages")
     unknown = [k for k in ignored if k not in _KEPT_KEYS]
     if ignored:

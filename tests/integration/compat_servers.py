@@ -141,6 +141,10 @@ def start_nbserve(
     """`nbserve serve <module>.py:<target> --port 0`, with `bentoml` aliased to nbserve."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     # PYTHONPATH stays: a checkout that puts its own nbserve first keeps it first here too.
+    # Worker processes import the service file afresh: alias/ gives them `bentoml` as nbserve.
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (env.get("PYTHONPATH", ""), str(SERVICES / "alias")) if p
+    )
     command = [
         sys.executable,
         str(SERVICES / "nbserve_as_bentoml.py"),

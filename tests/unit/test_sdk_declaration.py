@@ -282,8 +282,12 @@ def test_depends_mistakes() -> None:
         ServiceDefinitionError, match=r"expected a class decorated with @nbserve.service"
     ):
         nbserve.depends(object)  # type: ignore[arg-type]
-    with pytest.raises(ServiceDefinitionError, match=r"deployment not supported by nbserve"):
+    with pytest.raises(ServiceDefinitionError, match=r"exactly one of on="):
         nbserve.depends(url="http://x", deployment="d")
+    with pytest.raises(ServiceDefinitionError, match=r"cluster not supported by nbserve"):
+        nbserve.depends(deployment="d", cluster="eu")
+    with pytest.raises(ServiceDefinitionError, match=r"expected an http\(s\) URL"):
+        nbserve.depends(url="localhost:3000")
 
 
 def test_decorating_is_silent() -> None:

@@ -60,10 +60,10 @@ def _same(obj: Any) -> Any:
     return obj
 
 
-def _dependency(on: Any, url: str | None, attr: str | None) -> Any:
+def _dependency(on: Any, url: str | None, attr: str | None, deployment: str | None = None) -> Any:
     from nbserve._sdk.dependency import Dependency
 
-    dep: Dependency[Any] = Dependency(on, url=url)
+    dep: Dependency[Any] = Dependency(on, url=url, deployment=deployment)
     if attr is not None:
         dep.attr = attr
     return dep
@@ -82,7 +82,7 @@ class _ServicePickler(cloudpickle.Pickler):  # type: ignore[misc]
         if isinstance(obj, Service):
             return ServiceStub, (obj.inner, obj.name)
         if isinstance(obj, Dependency):
-            return _dependency, (obj.on, obj.url, getattr(obj, "attr", None))
+            return _dependency, (obj.on, obj.url, getattr(obj, "attr", None), obj.deployment)
         return super().reducer_override(obj)
 
 
