@@ -32,6 +32,8 @@ REQUESTS: list[tuple[str, dict[str, Any]]] = [
     ("/monitored", {"json": {"x": 1.5}}),
     ("/environment", {"json": {}}),
 ]
+# The mounted FastAPI app (GET), served beside the APIs on both.
+GETS = ["/v1/plain?q=x", "/v1/plain", "/v1/view"]
 
 CLIENT_SCRIPT = textwrap.dedent(
     """
@@ -107,6 +109,16 @@ def test_every_request_answers_the_same(servers: dict[str, ServerProcess]) -> No
     ):
         assert ours == theirs, path
     by_path = dict(zip([p for p, _ in REQUESTS], answers["nbserve"], strict=False))
+    mounted = {
+        name: [_answer(httpx.get(servers[name].origin + path, timeout=60)) for path in GETS]
+        for name in ("bentoml", "nbserve")
+    }
+    assert mounted["nbserve"] == mounted["bentoml"]
+    # A path under the mount that the app lacks: 404 from both (the app's own JSON 404 on
+    # nbserve, Starlette's plain-text one on BentoML, whose router answers before the app).
+    for name in ("bentoml", "nbserve"):
+        assert httpx.get(servers[name].origin + "/v1/missing", timeout=60).status_code == 404
+    assert mounted["nbserve"][2]["body"] == {"class": "Front", "shouter": True}
     assert by_path["/gather"]["body"] == ["HI THERE", 8]
 
 

@@ -1,7 +1,8 @@
 """A BentoML 1.4 service in BentoML's own style, exercising what nbserve must do the same way:
 Context headers (append, multi-value), cookies, status codes, `state`, `to_async` with
 `asyncio.gather` over `depends()`, a root text input, `images.Image`, `use_arguments`,
-`importing()` (of a module both have; a missing one fails `serve` in both), `monitor()`, `get_current_service()`, and a path prefix.
+`importing()` (of a module both have; a missing one fails `serve` in both), `monitor()`,
+`get_current_service()`, a mounted FastAPI app with a class view, and a path prefix.
 
 Served unchanged by `bentoml serve parity_service:Front` and by nbserve (`import bentoml`
 aliased to nbserve, `nbserve_as_bentoml.py`); tests/integration/test_bentoml_parity.py
@@ -14,6 +15,15 @@ import asyncio
 import os
 
 import bentoml
+from fastapi import FastAPI
+
+app = FastAPI()
+
+
+@app.get("/plain")
+def plain(q: str = "none") -> dict:
+    return {"q": q}
+
 
 image = bentoml.images.Image(python_version="3.11").python_packages("numpy")
 args = bentoml.use_arguments()
@@ -34,8 +44,13 @@ class Shouter:
 
 
 @bentoml.service(image=image)
+@bentoml.asgi_app(app, path="/v1")
 class Front:
     shouter = bentoml.depends(Shouter)
+
+    @app.get("/view")
+    def view(self) -> dict:  # a FastAPI class view: `self` is the served instance
+        return {"class": type(self).__name__, "shouter": type(self.shouter).__name__ != ""}
 
     @bentoml.api
     def headers(self, ctx: bentoml.Context) -> str:
