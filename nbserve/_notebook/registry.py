@@ -69,23 +69,19 @@ def _start(
     on_admin_stop: Callable[[], None],
     on_progress: Progress | None = None,
 ) -> ServiceHandle:
-    from nbserve._runtime.errors import in_notebook_kernel
-    from nbserve._runtime.server import Server, ServiceHandle, as_service
+    from nbserve._runtime.server import serve
 
-    server = Server(
-        as_service(service),
+    handle = serve(
+        service,
         host=options.host,
         port=port,
         workers=options.workers,
         token=token,
         name=name,
-        debug=in_notebook_kernel(),  # a 500 names the exception for the person at the keyboard
         # The Jupyter server extension's way in (status, logs, stop), read from the discovery file.
         admin_secret=admin_secret,
         on_admin_stop=on_admin_stop,
     )
-    server.start()
-    handle = ServiceHandle(server)
     try:
         # No timeout: the cell runs until the model has loaded, as a plain loading cell would,
         # and an interrupt (KeyboardInterrupt) stops the half-started server here.

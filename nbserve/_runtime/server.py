@@ -21,8 +21,6 @@ import asyncio
 import atexit
 import concurrent.futures
 import contextlib
-import importlib
-import os
 import re
 import threading
 import time
@@ -34,6 +32,7 @@ from nbserve._runtime.connections import ConnectionLimits, HTTPServer
 from nbserve._runtime.deployment import Deployment
 from nbserve._runtime.handle import ServiceHandle
 from nbserve._runtime.logs import ServiceLog, capture_output, route_output
+from nbserve._runtime.loops import call, close_loop, new_event_loop, running_loop
 from nbserve._runtime.routing import Application
 from nbserve._runtime.sockets import bind_sockets
 
@@ -178,7 +177,7 @@ class Server:
         finally:
             _RUNNING.discard(self)
             try:
-                _close_loop(loop)
+                close_loop(loop)
             finally:
                 asyncio.set_event_loop(None)
                 self._finished.set()
@@ -244,7 +243,7 @@ class Server:
         if loop is None or self._finished.is_set():
             self._close_unstarted()
             return
-        if threading.current_thread() is self._thread or _running_loop() is loop:
+        if threading.current_thread() is self._thread or running_loop() is loop:
             # Called from a request on this server's own loop: it cannot wait for itself.
             loop.call_soon(self.request_stop, timeout)
             return
@@ -321,7 +320,7 @@ class Server:
         if loop is None or self.state in ("stopping", "stopped"):
             msg = f"{self.name} is {self.state}; start a new server with nbserve.serve() instead of swapping"
             raise RuntimeError(msg)
-        if _running_loop() is loop:
+        if running_loop() is loop:
             msg = "swap() blocks until the new version runs; call it from another thread, not from a request of this server"
             raise RuntimeError(msg)
         asyncio.run_coroutine_threadsafe(self._swap(service, timeout), loop).result()
@@ -350,10 +349,10 @@ class Server:
     # --- reporting ------------------------------------------------------------------------------
     def stats(self) -> dict[str, dict[str, float | int]]:
         loop = self._loop
-        if loop is None or self._finished.is_set() or _running_loop() is loop:
+        if loop is None or self._finished.is_set() or running_loop() is loop:
             return self.deployment.stats_summary()
         # Read on the loop so the latency deques are not mutated while being copied.
-        future = asyncio.run_coroutine_threadsafe(_call(self.deployment.stats_summary), loop)
+        future = asyncio.run_coroutine_threadsafe(call(self.deployment.stats_summary), loop)
         try:
             return future.result(5.0)  # type: ignore[no-any-return]
         except Exception:
@@ -372,6 +371,8 @@ def serve(
     debug: bool | None = None,
     limits: ConnectionLimits | None = None,
     working_dir: str | None = None,
+    admin_secret: str | None = None,
+    on_admin_stop: Callable[[], None] | None = None,
 ) -> ServiceHandle:
     """Serve `service` over HTTP from a background thread and return its handle at once.
 
@@ -384,6 +385,8 @@ def serve(
     message (never the traceback); by default, only inside a Jupyter kernel, where the client
     is the person who wrote the service. As a context manager the handle waits until the
     service is ready and stops it on exit (`with nbserve.serve("service:Echo") as handle: ...`).
+    `admin_secret` / `on_admin_stop` open the admin routes the Jupyter server extension uses
+    (the notebook registry passes them; see admin.py).
     """
     if debug is None:
         from nbserve._runtime.errors import in_notebook_kernel
@@ -403,6 +406,8 @@ def serve(
         name=name,
         debug=debug,
         limits=limits,
+        admin_secret=admin_secret,
+        on_admin_stop=on_admin_stop,
     )
     server.start()
     return ServiceHandle(server)
@@ -422,45 +427,6 @@ def as_service(value: Any) -> Service[Any]:
 def _server_header(service: Service[Any]) -> str:
     """The `Server` header: `nbserve/<service name>`, with header-unsafe characters replaced."""
     return "nbserve/" + _HEADER_UNSAFE.sub("_", service.name)
-
-
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    """asyncio's loop, or uvloop's with `NBSERVE_EVENT_LOOP=uvloop` (when it is installed).
-
-    An opt-in for measuring (benchmarks/serving.py's `inline-uv` target), not the default.
-    """
-    if os.environ.get("NBSERVE_EVENT_LOOP", "").lower() == "uvloop":
-        try:
-            uvloop = importlib.import_module("uvloop")
-        except ImportError:
-            msg = "NBSERVE_EVENT_LOOP=uvloop but uvloop is not installed: pip install uvloop, or unset it"
-            raise RuntimeError(msg) from None
-        loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
-        return loop
-    return asyncio.new_event_loop()
-
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
-
-
-async def _call(fn: Callable[[], Any]) -> Any:
-    return fn()
-
-
-def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
-    """Cancel what is left on the loop, finish async generators and the default executor, close."""
-    pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
-    for task in pending:
-        task.cancel()
-    if pending:
-        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-    loop.run_until_complete(loop.shutdown_asyncgens())
-    loop.run_until_complete(loop.shutdown_default_executor())
-    loop.close()
 
 
 def stop_threaded_servers(timeout: float = 5.0) -> None:
