@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from nbserve._client import AsyncHTTPClient, SyncHTTPClient
     from nbserve._notebook.tester import dashboard, load_test, tester
     from nbserve._runtime.connections import ConnectionLimits
-    from nbserve._runtime.server import ServiceHandle, serve
+    from nbserve._runtime.handle import ServiceHandle, serve
     from nbserve._sdk.arguments import use_arguments
     from nbserve._sdk.asgi import asgi_app
     from nbserve._sdk.current import get_current_service
@@ -101,8 +101,8 @@ _LAZY = {
     "AsyncHTTPClient": "nbserve._client",
     "ConnectionLimits": "nbserve._runtime.connections",
     "SyncHTTPClient": "nbserve._client",
-    "ServiceHandle": "nbserve._runtime.server",
-    "serve": "nbserve._runtime.server",
+    "ServiceHandle": "nbserve._runtime.handle",
+    "serve": "nbserve._runtime.handle",
     "models": "nbserve.models",
     "export": "nbserve._bento.export",
     "runner_service": "nbserve._sdk.runner",

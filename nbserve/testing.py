@@ -37,7 +37,7 @@ def running_service(
     `options` are `nbserve.serve()`'s (`token`, `max_body_size`, `workers`, ...). A service
     whose `__init__` or `on_startup` fails raises that error here.
     """
-    from nbserve._runtime.server import serve
+    from nbserve._runtime.handle import serve
 
     options.setdefault("host", "127.0.0.1")
     options.setdefault("port", 0)

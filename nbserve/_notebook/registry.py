@@ -69,7 +69,7 @@ def _start(
     on_admin_stop: Callable[[], None],
     on_progress: Progress | None = None,
 ) -> ServiceHandle:
-    from nbserve._runtime.server import serve
+    from nbserve._runtime.handle import serve
 
     handle = serve(
         service,

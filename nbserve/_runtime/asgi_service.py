@@ -46,7 +46,7 @@ class ServiceASGI:
     def _start(self) -> ServiceHandle:
         with self._lock:
             if self._handle is None:
-                from nbserve._runtime.server import serve
+                from nbserve._runtime.handle import serve
 
                 self._handle = serve(self.service, host="127.0.0.1", port=0).wait_ready(60)
             return self._handle

@@ -1,4 +1,4 @@
-"""`ServiceHandle`: what `nbserve.serve()` returns, a thread-safe view of one running server.
+"""`nbserve.serve()` and what it returns: `ServiceHandle`, a thread-safe view of one running server.
 
 Every method may be called from any thread (a notebook cell, a widget callback on a kernel
 subshell, a test): the handle forwards to its `Server`, which does the work on its own loop.
@@ -6,6 +6,7 @@ subshell, a test): the handle forwards to its `Server`, which does the work on i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -15,10 +16,13 @@ if TYPE_CHECKING:
 
     from nbserve._client import SyncHTTPClient
     from nbserve._notebook.tester.widget import RequestTester
+    from nbserve._runtime.connections import ConnectionLimits
     from nbserve._runtime.server import Server, State
     from nbserve._sdk.service import Service
 
-__all__ = ["ServiceHandle"]
+__all__ = ["DEFAULT_MAX_BODY_SIZE", "ServiceHandle", "as_service", "serve"]
+
+DEFAULT_MAX_BODY_SIZE = 100 * 2**20
 
 
 class ServiceHandle:
@@ -80,8 +84,6 @@ class ServiceHandle:
 
     def swap(self, service: Service[Any], timeout: float = 30.0) -> None:
         """Replace the service on the same port without failing a request (see `Server.swap`)."""
-        from nbserve._runtime.server import as_service
-
         self._server.swap(as_service(service), timeout)
 
     def get_client(self, **options: Any) -> SyncHTTPClient:
@@ -152,3 +154,70 @@ class ServiceHandle:
 
     def __repr__(self) -> str:
         return f"<ServiceHandle {self.name} {self.state} at {self.url}>"
+
+
+def serve(
+    service: Service[Any] | type | str,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    workers: int | None = None,
+    token: str | None = None,
+    max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+    name: str | None = None,
+    debug: bool | None = None,
+    limits: ConnectionLimits | None = None,
+    working_dir: str | None = None,
+    admin_secret: str | None = None,
+    on_admin_stop: Callable[[], None] | None = None,
+) -> ServiceHandle:
+    """Serve `service` over HTTP from a background thread and return its handle at once.
+
+    `service` is a service class, or a target as `nbserve serve` takes it (`"service:Name"`,
+    a bento), found in `working_dir`. `port=0` picks a free port (`handle.port`).
+    `workers=None` runs the instance in this process; `token` requires
+    `Authorization: Bearer <token>` on every route but the probes; bodies over
+    `max_body_size` bytes get a 413; `limits` sets the connection timeouts and the cap on open
+    connections (`ConnectionLimits`). `debug`: a 500 tells the client the exception's type and
+    message (never the traceback); by default, only inside a Jupyter kernel, where the client
+    is the person who wrote the service. As a context manager the handle waits until the
+    service is ready and stops it on exit (`with nbserve.serve("service:Echo") as handle: ...`).
+    `admin_secret` / `on_admin_stop` open the admin routes the Jupyter server extension uses
+    (the notebook registry passes them; see admin.py).
+    """
+    if debug is None:
+        from nbserve._runtime.errors import in_notebook_kernel
+
+        debug = in_notebook_kernel()
+    if isinstance(service, str):
+        from nbserve._sdk.loading import load
+
+        service = load(service, working_dir=working_dir)
+    from nbserve._runtime.server import Server
+
+    server = Server(
+        as_service(service),
+        host=host,
+        port=port,
+        workers=workers,
+        token=token,
+        max_body_size=max_body_size,
+        name=name,
+        debug=debug,
+        limits=limits,
+        admin_secret=admin_secret,
+        on_admin_stop=on_admin_stop,
+    )
+    server.start()
+    return ServiceHandle(server)
+
+
+def as_service(value: Any) -> Service[Any]:
+    from nbserve._sdk.service import Service, service
+
+    if isinstance(value, Service):
+        return value
+    if isinstance(value, type):
+        return service(value)
+    msg = f"serve() takes a class decorated with @nbserve.service, got {value!r}"
+    raise TypeError(msg)

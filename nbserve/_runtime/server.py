@@ -1,4 +1,5 @@
-"""`serve()`: one Tornado `HTTPServer` per service, on its own thread and event loop.
+"""`Server`: one Tornado `HTTPServer` per service, on its own thread and event loop
+(`nbserve.serve()`, in handle.py, makes one and returns its handle).
 
 Why its own thread and loop (jupyter.md §0.1): a server on the kernel's loop stops answering
 while any cell runs. Here the kernel's main thread can sit in `time.sleep` or a minute-long
@@ -30,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from nbserve._runtime.connections import ConnectionLimits, HTTPServer
 from nbserve._runtime.deployment import Deployment
-from nbserve._runtime.handle import ServiceHandle
+from nbserve._runtime.handle import DEFAULT_MAX_BODY_SIZE, ServiceHandle
 from nbserve._runtime.logs import ServiceLog, capture_output, route_output
 from nbserve._runtime.loops import call, close_loop, new_event_loop, running_loop
 from nbserve._runtime.routing import Application
@@ -39,10 +40,9 @@ from nbserve._runtime.sockets import bind_sockets
 if TYPE_CHECKING:
     from nbserve._sdk.service import Service
 
-__all__ = ["DEFAULT_MAX_BODY_SIZE", "ConnectionLimits", "Server", "ServiceHandle", "State", "serve"]
+__all__ = ["DEFAULT_MAX_BODY_SIZE", "ConnectionLimits", "Server", "ServiceHandle", "State"]
 
 State = Literal["starting", "running", "stopping", "stopped", "failed"]
-DEFAULT_MAX_BODY_SIZE = 100 * 2**20
 _HEADER_UNSAFE = re.compile(r"[^A-Za-z0-9._\-]")
 _RUNNING: weakref.WeakSet[Server] = weakref.WeakSet()
 
@@ -357,71 +357,6 @@ class Server:
             return future.result(5.0)  # type: ignore[no-any-return]
         except Exception:
             return self.deployment.stats_summary()
-
-
-def serve(
-    service: Service[Any] | type | str,
-    *,
-    host: str = "127.0.0.1",
-    port: int = 0,
-    workers: int | None = None,
-    token: str | None = None,
-    max_body_size: int = DEFAULT_MAX_BODY_SIZE,
-    name: str | None = None,
-    debug: bool | None = None,
-    limits: ConnectionLimits | None = None,
-    working_dir: str | None = None,
-    admin_secret: str | None = None,
-    on_admin_stop: Callable[[], None] | None = None,
-) -> ServiceHandle:
-    """Serve `service` over HTTP from a background thread and return its handle at once.
-
-    `service` is a service class, or a target as `nbserve serve` takes it (`"service:Name"`,
-    a bento), found in `working_dir`. `port=0` picks a free port (`handle.port`).
-    `workers=None` runs the instance in this process; `token` requires
-    `Authorization: Bearer <token>` on every route but the probes; bodies over
-    `max_body_size` bytes get a 413; `limits` sets the connection timeouts and the cap on open
-    connections (`ConnectionLimits`). `debug`: a 500 tells the client the exception's type and
-    message (never the traceback); by default, only inside a Jupyter kernel, where the client
-    is the person who wrote the service. As a context manager the handle waits until the
-    service is ready and stops it on exit (`with nbserve.serve("service:Echo") as handle: ...`).
-    `admin_secret` / `on_admin_stop` open the admin routes the Jupyter server extension uses
-    (the notebook registry passes them; see admin.py).
-    """
-    if debug is None:
-        from nbserve._runtime.errors import in_notebook_kernel
-
-        debug = in_notebook_kernel()
-    if isinstance(service, str):
-        from nbserve._sdk.loading import load
-
-        service = load(service, working_dir=working_dir)
-    server = Server(
-        as_service(service),
-        host=host,
-        port=port,
-        workers=workers,
-        token=token,
-        max_body_size=max_body_size,
-        name=name,
-        debug=debug,
-        limits=limits,
-        admin_secret=admin_secret,
-        on_admin_stop=on_admin_stop,
-    )
-    server.start()
-    return ServiceHandle(server)
-
-
-def as_service(value: Any) -> Service[Any]:
-    from nbserve._sdk.service import Service, service
-
-    if isinstance(value, Service):
-        return value
-    if isinstance(value, type):
-        return service(value)
-    msg = f"serve() takes a class decorated with @nbserve.service, got {value!r}"
-    raise TypeError(msg)
 
 
 def _server_header(service: Service[Any]) -> str:

@@ -156,7 +156,7 @@ class Service(Generic[T]):
 
     def serve(self, *, host: str = "127.0.0.1", port: int = 0, **options: Any) -> ServiceHandle:
         """Start serving on a background thread; see `nbserve.serve`."""
-        from nbserve._runtime.server import serve
+        from nbserve._runtime.handle import serve
 
         return serve(self, host=host, port=port, **options)
 

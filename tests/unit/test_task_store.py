@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import nbserve
-from nbserve._runtime.server import as_service
+from nbserve._runtime.handle import as_service
 from nbserve._runtime.tasks import TaskRecord, TaskRequest, TaskStore, task_concurrency
 from nbserve._sdk.context import Context, RequestInfo
 from nbserve.exceptions import ServiceUnavailable, TooManyRequests
