@@ -12,12 +12,9 @@ Request bodies (bentoml.md §2.1–2.2), by `Content-Type` up to its `;`:
 A root input (one positional-only parameter) takes the raw body whatever the type says.
 
 Body size: a body over `max_body_size` gets a JSON 413 (`errors.TooLargeHandler` when the
-Content-Length says so, `ChunkedAPIHandler` when a chunked body grows past it).
-
-Streams: one item per HTTP chunk (what BentoML's client decodes), or with `Accept:
-text/event-stream`, Server-Sent Events frames and an `event: error` frame when the generator
-fails after its first item. Without SSE such a failure aborts the chunked body, so the client
-sees a broken stream instead of a silently truncated one (BentoML's behaviour, §1.6).
+Content-Length says so, `uploads.ChunkedAPIHandler` when a chunked body grows past it).
+Multipart bodies are parsed as they arrive (`uploads.FormAPIHandler`); streamed answers are
+sent by `streams.send_stream`.
 """
 
 from __future__ import annotations
@@ -26,18 +23,15 @@ import asyncio
 import shutil
 import tempfile
 import time
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import orjson
 import tornado.httputil
-import tornado.iostream
-import tornado.web
 
-from nbserve._runtime.errors import DRAIN_LIMIT, BaseHandler, error_body, error_for, reply_too_large
+from nbserve._runtime.errors import BaseHandler, error_for, reply_too_large
 from nbserve._runtime.executor import Withdrawn
+from nbserve._runtime.streams import send_stream
 from nbserve._runtime.traffic import WorkContinues
 from nbserve._sdk.context import Context, RequestInfo, ResponseContext, current_context
 from nbserve._sdk.io import UploadedFile
@@ -45,15 +39,13 @@ from nbserve.exceptions import InvalidArgument, UnsupportedMediaType
 
 if TYPE_CHECKING:
     from nbserve._runtime.deployment import Deployment
-    from nbserve._runtime.traffic import Slot
     from nbserve._sdk.io import Payload
     from nbserve._sdk.method import APIMethod
 
-__all__ = ["APIHandler", "ChunkedAPIHandler", "RequestContext"]
+__all__ = ["APIHandler", "RequestContext"]
 
 _FORM_TYPES = frozenset({"multipart/form-data", "application/x-www-form-urlencoded"})
 _PICKLE_TYPE = "application/vnd.bentoml+pickle"
-_SSE_TYPE = "text/event-stream"
 _TOO_MANY = "Too many requests: the service is at its traffic.max_concurrency limit ({limit} in flight); retry later"
 
 
@@ -150,7 +142,7 @@ class APIHandler(BaseHandler):
             slot.on_close(ctx.cleanup)  # after the work ends, even past a timeout
             kwargs = self._decode(api, body, ctx)
             if api.is_stream:
-                return await self._stream(deployment, api, kwargs, ctx, slot)
+                return await send_stream(self, deployment, api, kwargs, ctx, slot)
             result = await deployment.traffic.run(deployment.call(api, kwargs, ctx), slot)
             payload = api.output.encode(result)
             return self._respond(payload, ctx)
@@ -313,124 +305,8 @@ class APIHandler(BaseHandler):
         self.reply_error(status, message, detail)
         return status
 
-    # --- streams --------------------------------------------------------------------------------
-    async def _stream(
-        self,
-        deployment: Deployment,
-        api: APIMethod[..., Any],
-        kwargs: dict[str, Any],
-        ctx: Context,
-        slot: Slot,
-    ) -> int:
-        items: AsyncIterator[Any] = await deployment.stream(api, kwargs, ctx)
-        closer = getattr(items, "aclose", None)
-        if closer is not None:
-            slot.on_close(closer)
-        sse = _SSE_TYPE in self.request.headers.get("Accept", "")
-        # The deadline covers the first item only: a stream that has started is never cut short.
-        try:
-            first = await deployment.traffic.run(_first_item(items), slot)
-        except StopAsyncIteration:
-            first = _EMPTY
-        if api.ctx_param is not None:
-            self._apply_context(ctx)
-        self.set_header(
-            "Content-Type", "text/event-stream; charset=utf-8" if sse else api.output.media_type
-        )
-        self.set_header("Cache-Control", "no-cache")
-        self.set_header("X-Accel-Buffering", "no")  # tell nginx-style proxies not to buffer
-        encode = api.output.encode_item
-        item = first
-        try:
-            while item is not _EMPTY:
-                chunk = encode(item)
-                self.write(_sse_frame(chunk) if sse else chunk)
-                await self.flush()  # one flush per item: one HTTP chunk per item
-                try:
-                    item = await items.__anext__()
-                except StopAsyncIteration:
-                    item = _EMPTY
-        except tornado.iostream.StreamClosedError:
-            # The client left; closing the generator (slot.close) stops the work.
-            deployment.metrics.work_abandoned(self.request.path, "cancelled")
-            return self.get_status()
-        except Exception as exc:
-            if self._client_left:  # cancelled by on_connection_close: counted in _serve
-                raise
-            return self._fail_stream(exc, sse)
-        self.finish()
-        return self.get_status()
 
-    def _fail_stream(self, exc: Exception, sse: bool) -> int:
-        status, message, detail, _ = error_for(exc, self.request_id, expose=self.server.debug)
-        self.server.log.logger.error(
-            "request %s: stream %s failed after it started",
-            self.request_id,
-            self.request.path,
-            exc_info=exc,
-        )
-        if not self._headers_written:
-            self.clear()
-            self.reply_error(status, message, detail)
-            return status
-        if sse:
-            event = orjson.loads(error_body(message, detail))
-            event["error_code"] = status
-            self.write(b"event: error\ndata: " + orjson.dumps(event) + b"\n\n")
-            self.finish()
-        else:
-            # No way to say "failed" inside a raw chunked body: end it without its last chunk.
-            connection = self.request.connection
-            if connection is not None:
-                connection.close()  # type: ignore[attr-defined]
-            self._finished = True
-        return self.get_status()
-
-
-@tornado.web.stream_request_body
-class ChunkedAPIHandler(APIHandler):
-    """An API request with a chunked body (no Content-Length): counted as it arrives, since
-    its size is only known at the end; past the limit it is dropped and answered with 413."""
-
-    def prepare(self) -> None:
-        super().prepare()
-        self._chunks: list[bytes] = []
-        self._size = 0
-        self._too_large = False
-        connection = self.request.connection
-        if connection is not None:  # Tornado would drop the connection at its own limit
-            connection.set_max_body_size(DRAIN_LIMIT)  # type: ignore[attr-defined]
-
-    def data_received(self, chunk: bytes) -> None:
-        if self._too_large:
-            return
-        self._size += len(chunk)
-        if self._size > self.server.max_body_size:
-            self._too_large = True
-            self._chunks.clear()
-            return
-        self._chunks.append(chunk)
-
-    def body(self) -> bytes | None:
-        if self._too_large:
-            return None
-        return self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
-
-
-_EMPTY: Any = object()
 _NO_DIR = Path()  # RequestContext makes its temp dir lazily; this only skips a Path() per request
-
-
-async def _first_item(items: AsyncIterator[Any]) -> Any:
-    return await items.__anext__()
-
-
-def _sse_frame(chunk: bytes) -> bytes:
-    """One SSE event: each line of the item as a `data:` line, then a blank line."""
-    if b"\n" not in chunk and b"\r" not in chunk:
-        return b"data: " + chunk + b"\n\n"
-    lines = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
-    return b"".join(b"data: " + line + b"\n" for line in lines) + b"\n"
 
 
 def _parse_form(

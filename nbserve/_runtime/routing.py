@@ -19,8 +19,8 @@ from nbserve._runtime.admin import ADMIN_PREFIX, admin_handler
 from nbserve._runtime.asgi import AsgiHandler, match_mount
 from nbserve._runtime.command import CommandProxyHandler
 from nbserve._runtime.errors import NotFoundHandler, TooLargeHandler, silence_tornado_access_log
-from nbserve._runtime.handlers import APIHandler, ChunkedAPIHandler
-from nbserve._runtime.uploads import FormAPIHandler
+from nbserve._runtime.handlers import APIHandler
+from nbserve._runtime.uploads import ChunkedAPIHandler, FormAPIHandler
 
 if TYPE_CHECKING:
     from nbserve._runtime.server import Server

@@ -18,8 +18,9 @@ import orjson
 import tornado.web
 
 from nbserve._runtime.errors import reply_too_large
-from nbserve._runtime.handlers import APIHandler, ChunkedAPIHandler, RequestContext
+from nbserve._runtime.handlers import APIHandler, RequestContext
 from nbserve._runtime.tasks import TaskRecord, TaskRequest
+from nbserve._runtime.uploads import ChunkedAPIHandler
 
 if TYPE_CHECKING:
     from nbserve._runtime.deployment import Deployment

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from nbserve._runtime.handlers import RequestContext
     from nbserve._sdk.method import APIMethod
 
-__all__ = ["SPILL_SIZE", "FormAPIHandler", "StreamedForm"]
+__all__ = ["SPILL_SIZE", "ChunkedAPIHandler", "FormAPIHandler", "StreamedForm"]
 
 SPILL_SIZE = 1 << 20
 """A file part larger than this goes to disk as it arrives."""
@@ -230,3 +230,33 @@ class FormAPIHandler(APIHandler):
     def on_connection_close(self) -> None:
         super().on_connection_close()
         self._drop_form()
+
+
+@tornado.web.stream_request_body
+class ChunkedAPIHandler(APIHandler):
+    """An API request with a chunked body (no Content-Length): counted as it arrives, since
+    its size is only known at the end; past the limit it is dropped and answered with 413."""
+
+    def prepare(self) -> None:
+        super().prepare()
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self._too_large = False
+        connection = self.request.connection
+        if connection is not None:  # Tornado would drop the connection at its own limit
+            connection.set_max_body_size(DRAIN_LIMIT)  # type: ignore[attr-defined]
+
+    def data_received(self, chunk: bytes) -> None:
+        if self._too_large:
+            return
+        self._size += len(chunk)
+        if self._size > self.server.max_body_size:
+            self._too_large = True
+            self._chunks.clear()
+            return
+        self._chunks.append(chunk)
+
+    def body(self) -> bytes | None:
+        if self._too_large:
+            return None
+        return self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
