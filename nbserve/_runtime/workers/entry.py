@@ -42,6 +42,7 @@ from collections.abc import Callable
 from typing import Any
 
 from nbserve._runtime.invoke import END, Signature, SyncSteps, call_async, call_sync, captured
+from nbserve._runtime.workers.flow import StreamWindow
 from nbserve._runtime.workers.transport import (
     WINDOW,
     Abandoned,
@@ -60,7 +61,7 @@ from nbserve._runtime.workers.transport import (
 )
 from nbserve._sdk.context import Context, ResponseContext, current_context
 
-__all__ = ["StreamWindow", "Worker", "main"]
+__all__ = ["Worker", "main"]
 
 _PR_SET_PDEATHSIG = 1
 
@@ -371,59 +372,6 @@ class _Running:
         """The server sent `cancel`: its answer will be dropped."""
         self.window = window
         """For streams: the items it may still send before the server grants more."""
-
-
-class StreamWindow:
-    """Flow control of one stream: how many items the worker may send before the server takes
-    them (`transport.WINDOW`). A sync generator waits for credit in its thread, an async one on
-    the worker's loop; credit arrives on the reading thread."""
-
-    def __init__(self, size: int) -> None:
-        self._free = size
-        self._closed = False
-        self._cond = threading.Condition()
-        self._wakeup: asyncio.Event | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def grant(self, count: int) -> None:
-        with self._cond:
-            self._free += count
-            self._cond.notify_all()
-            loop, wakeup = self._loop, self._wakeup
-        if loop is not None and wakeup is not None:
-            loop.call_soon_threadsafe(wakeup.set)
-
-    def close(self) -> None:
-        """The stream was cancelled: whoever waits for credit stops waiting (and gets False)."""
-        with self._cond:
-            self._closed = True
-        self.grant(0)
-
-    def take(self) -> bool:
-        """Block until one item may be sent; False when the stream was cancelled."""
-        with self._cond:
-            while self._free <= 0 and not self._closed:
-                self._cond.wait()
-            if self._closed:
-                return False
-            self._free -= 1
-            return True
-
-    async def take_async(self) -> bool:
-        """`take()` on the worker's loop."""
-        while True:
-            with self._cond:
-                if self._closed:
-                    return False
-                if self._free > 0:
-                    self._free -= 1
-                    return True
-                if self._wakeup is None:
-                    self._wakeup = asyncio.Event()
-                    self._loop = asyncio.get_running_loop()
-                self._wakeup.clear()
-                wakeup = self._wakeup
-            await wakeup.wait()
 
 
 async def _awaited(awaitable: Any) -> Any:
