@@ -12,10 +12,10 @@ when called.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
+
+from typing_extensions import Unpack
 
 from nbserve._bento import frameworks
 from nbserve._bento.model import Model
@@ -44,12 +44,7 @@ def load_model(bento_model: str | Tag | Model) -> Any:
 def save_model(
     name: Tag | str,
     model: Any,
-    *,
-    signatures: Mapping[str, Any] | None = None,
-    labels: Mapping[str, str] | None = None,
-    custom_objects: Mapping[str, Any] | None = None,
-    external_modules: Sequence[ModuleType] | None = None,
-    metadata: Mapping[str, Any] | None = None,
+    **options: Unpack[frameworks.SaveOptions],
 ) -> Model:
     """Store a `lightgbm.Booster` (or a fitted scikit-learn wrapper's booster)."""
     import lightgbm as lgb
@@ -58,16 +53,12 @@ def save_model(
     if not isinstance(booster, lgb.Booster):
         msg = f"nbserve.lightgbm.save_model({name!r}, ...) takes a lightgbm.Booster or a fitted LGBMModel, not a {type(model).__module__}.{type(model).__qualname__}."
         raise InvalidArgument(msg)
-    del external_modules  # LightGBM's format holds no Python code
     return frameworks.save_files(
         name,
         lambda directory: booster.save_model(str(directory / MODEL_FILENAME)),
         framework=_FRAMEWORK,
         versions={"lightgbm": str(lgb.__version__)},
-        labels=labels,
-        metadata=metadata,
-        custom_objects=custom_objects,
-        signatures=signatures,
+        **options,
     )
 
 

@@ -12,10 +12,10 @@ BentoML does. scikit-learn is imported only when an entry is loaded.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
+
+from typing_extensions import Unpack
 
 from nbserve._bento import frameworks
 from nbserve._bento.model import Model
@@ -44,12 +44,7 @@ def load_model(bento_model: str | Tag | Model) -> Any:
 def save_model(
     name: Tag | str,
     model: Any,
-    *,
-    signatures: Mapping[str, Any] | None = None,
-    labels: Mapping[str, str] | None = None,
-    custom_objects: Mapping[str, Any] | None = None,
-    external_modules: Sequence[ModuleType] | None = None,
-    metadata: Mapping[str, Any] | None = None,
+    **options: Unpack[frameworks.SaveOptions],
 ) -> Model:
     """Store a fitted estimator (or pipeline) and return the entry (`.tag`, `.path`)."""
     return frameworks.save(
@@ -57,11 +52,7 @@ def save_model(
         model,
         framework=_FRAMEWORK,
         module="cloudpickle",
-        labels=labels,
-        metadata=metadata,
-        custom_objects=custom_objects,
-        external_modules=external_modules,
-        signatures=signatures,
+        **options,
     )
 
 

@@ -16,10 +16,11 @@ reaches the Hub (`local_files_only`).
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
+
+from typing_extensions import Unpack
 
 from nbserve._bento import frameworks
 from nbserve._bento.model import Model
@@ -54,12 +55,7 @@ def save_model(
     pipeline: Any = None,
     task_name: str | None = None,
     task_definition: Mapping[str, Any] | None = None,
-    *,
-    signatures: Mapping[str, Any] | None = None,
-    labels: Mapping[str, str] | None = None,
-    custom_objects: Mapping[str, Any] | None = None,
-    external_modules: Sequence[ModuleType] | None = None,
-    metadata: Mapping[str, Any] | None = None,
+    **options: Unpack[frameworks.SaveOptions],
 ) -> Model:
     """Store a `transformers.Pipeline`, or a model/tokenizer/processor, and return the entry."""
     obj = pretrained_or_pipeline if pretrained_or_pipeline is not None else pipeline
@@ -77,10 +73,7 @@ def save_model(
             framework=_FRAMEWORK,
             versions=versions,
             options={"kind": "pipeline", "task": task_name or obj.task},
-            labels=labels,
-            metadata=metadata,
-            custom_objects=custom_objects,
-            signatures=signatures,
+            **options,
         )
     if obj is None or transformers is None or not type(obj).__module__.startswith("transformers"):
         msg = f"nbserve.transformers.save_model({name!r}, ...) takes a transformers pipeline, model, tokenizer or processor, not a {type(obj).__module__}.{type(obj).__qualname__}."
@@ -90,11 +83,7 @@ def save_model(
         obj,
         framework=_FRAMEWORK,
         module="transformers",
-        labels=labels,
-        metadata=metadata,
-        custom_objects=custom_objects,
-        external_modules=external_modules,
-        signatures=signatures,
+        **options,
     )
 
 

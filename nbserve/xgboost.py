@@ -12,10 +12,10 @@ when called.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
+
+from typing_extensions import Unpack
 
 from nbserve._bento import frameworks
 from nbserve._bento.model import Model
@@ -44,12 +44,7 @@ def load_model(bento_model: str | Tag | Model) -> Any:
 def save_model(
     name: Tag | str,
     model: Any,
-    *,
-    signatures: Mapping[str, Any] | None = None,
-    labels: Mapping[str, str] | None = None,
-    custom_objects: Mapping[str, Any] | None = None,
-    external_modules: Sequence[ModuleType] | None = None,
-    metadata: Mapping[str, Any] | None = None,
+    **options: Unpack[frameworks.SaveOptions],
 ) -> Model:
     """Store an `xgboost.Booster` or a fitted `XGBModel` and return the entry."""
     import xgboost as xgb
@@ -61,17 +56,13 @@ def save_model(
     else:
         msg = f"nbserve.xgboost.save_model({name!r}, ...) takes an xgboost.Booster or XGBModel, not a {type(model).__module__}.{type(model).__qualname__}."
         raise InvalidArgument(msg)
-    del external_modules  # XGBoost's format holds no Python code
     return frameworks.save_files(
         name,
         lambda directory: model.save_model(str(directory / MODEL_FILENAME)),
         framework=_FRAMEWORK,
         versions={"xgboost": str(xgb.__version__)},
         options={"model_class": model_class},
-        labels=labels,
-        metadata=metadata,
-        custom_objects=custom_objects,
-        signatures=signatures,
+        **options,
     )
 
 

@@ -16,7 +16,9 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
+
+from typing_extensions import Unpack
 
 from nbserve._bento.tag import Tag
 from nbserve.exceptions import NbserveError, NotFound
@@ -24,10 +26,21 @@ from nbserve.exceptions import NbserveError, NotFound
 if TYPE_CHECKING:
     from nbserve._bento.model import Model, ModelInfo
 
-__all__ = ["CUSTOM_OBJECTS", "FRAMEWORKS", "get", "load_entry", "save", "save_files"]
+__all__ = ["CUSTOM_OBJECTS", "FRAMEWORKS", "SaveOptions", "get", "load_entry", "save", "save_files"]
 
 FRAMEWORKS = ("sklearn", "pytorch", "transformers", "xgboost", "lightgbm", "picklable_model")
 CUSTOM_OBJECTS = "custom_objects.pkl"  # BentoML's file name for `custom_objects`
+
+
+class SaveOptions(TypedDict, total=False):
+    """The keywords every framework module's `save_model` takes, as BentoML's do."""
+
+    signatures: Mapping[str, Any] | None
+    labels: Mapping[str, str] | None
+    custom_objects: Mapping[str, Any] | None
+    external_modules: Sequence[ModuleType] | None
+    """Modules pickled by value; frameworks whose own format holds no Python code ignore it."""
+    metadata: Mapping[str, Any] | None
 
 
 def _framework_of(module: str) -> str | None:
@@ -90,26 +103,23 @@ def save(
     *,
     framework: str,
     module: str,
-    labels: Mapping[str, str] | None,
-    metadata: Mapping[str, Any] | None,
-    custom_objects: Mapping[str, Any] | None,
-    external_modules: Sequence[ModuleType] | None,
-    signatures: Mapping[str, Any] | None,
+    **given: Unpack[SaveOptions],
 ) -> Model:
     """`obj` saved by `savers.py` in `module`'s format, recorded as `nbserve.<framework>`."""
     from nbserve._bento.store import default_store
 
+    custom_objects = given.get("custom_objects")
     extra = {CUSTOM_OBJECTS: dict(custom_objects)} if custom_objects else None
-    with _by_value(external_modules):
+    with _by_value(given.get("external_modules")):
         return default_store().save(
             name,
             obj,
-            labels=labels,
-            metadata=metadata,
+            labels=given.get("labels"),
+            metadata=given.get("metadata"),
             module=module,
             framework=f"nbserve.{framework}",
             extra=extra,
-            options=_options(signatures),
+            options=_options(given.get("signatures")),
         )
 
 
@@ -120,10 +130,7 @@ def save_files(
     framework: str,
     versions: Mapping[str, str],
     options: Mapping[str, Any] | None = None,
-    labels: Mapping[str, str] | None,
-    metadata: Mapping[str, Any] | None,
-    custom_objects: Mapping[str, Any] | None,
-    signatures: Mapping[str, Any] | None,
+    **given: Unpack[SaveOptions],
 ) -> Model:
     """An entry whose files the framework writes itself (`write(directory)`)."""
     from nbserve._bento import pickling, savers
@@ -131,12 +138,13 @@ def save_files(
 
     unstable: list[str] = []
     store = default_store()
+    custom_objects = given.get("custom_objects")
     with store.create(
         name,
         module=f"nbserve.{framework}",
-        labels=labels,
-        metadata=metadata,
-        options={**(options or {}), **_options(signatures)},
+        labels=given.get("labels"),
+        metadata=given.get("metadata"),
+        options={**(options or {}), **_options(given.get("signatures"))},
     ) as model:
         write(Path(model.path))
         if custom_objects:
