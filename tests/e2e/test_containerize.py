@@ -30,6 +30,7 @@ import sklearn
 import yaml
 from container_engine import DockerEngine
 from nbclient import NotebookClient
+from notebook_export import kernel_env, run_cell
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -64,13 +65,6 @@ ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]]
 DOC = b"one\ntwo\nthree\n"
 
 
-def run_cell(client: NotebookClient, nb: Any, source: str) -> str:
-    cell = nbformat.v4.new_code_cell(source)
-    nb.cells.append(cell)
-    client.execute_cell(cell, len(nb.cells) - 1)
-    return "".join(o.get("text", "") for o in cell.outputs if o["output_type"] == "stream")
-
-
 def ask(base: str) -> list[Any]:
     """The answers compared between the notebook and the container."""
     with httpx.Client(base_url=base, timeout=30) as client:
@@ -87,12 +81,7 @@ def bentos(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Any], Path, P
     work = tmp_path_factory.mktemp("notebook")
     nb = nbformat.v4.new_notebook()
     client = NotebookClient(nb, kernel_name="python3", timeout=180, startup_timeout=60)
-    env = {
-        **os.environ,
-        "NBSERVE_HOME": str(work / "home"),
-        "JUPYTER_RUNTIME_DIR": str(work / "runtime"),
-        "PYDEVD_DISABLE_FILE_VALIDATION": "1",
-    }
+    env = kernel_env(work)
     with client.setup_kernel(env=env, cwd=str(work)):
         for source in CELLS:
             run_cell(client, nb, source)

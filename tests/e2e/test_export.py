@@ -12,17 +12,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import nbformat
 import pytest
 from nbclient import NotebookClient
+from notebook_export import kernel_env, run_cell, serve_archive
 
 from nbserve._bento import archive
 
@@ -41,25 +40,13 @@ CELLS = [
 QUERIES = [{"x": [[1.0, 2.0], [3.0, -4.0]]}, {"x": [[0.25, 0.5]]}]
 
 
-def run_cell(client: NotebookClient, nb: Any, source: str) -> str:
-    cell = nbformat.v4.new_code_cell(source)
-    nb.cells.append(cell)
-    client.execute_cell(cell, len(nb.cells) - 1)
-    return "".join(o.get("text", "") for o in cell.outputs if o["output_type"] == "stream")
-
-
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Any], list[Path]]:
     """Run the notebook; return the live answers and two exports of the service."""
     work = tmp_path_factory.mktemp("notebook")
     nb = nbformat.v4.new_notebook()
     client = NotebookClient(nb, kernel_name="python3", timeout=120, startup_timeout=60)
-    env = {
-        **os.environ,
-        "NBSERVE_HOME": str(work / "home"),
-        "JUPYTER_RUNTIME_DIR": str(work / "runtime"),
-        "PYDEVD_DISABLE_FILE_VALIDATION": "1",
-    }
+    env = kernel_env(work)
     with client.setup_kernel(env=env, cwd=str(work)):
         for source in CELLS:
             run_cell(client, nb, source)
@@ -109,12 +96,6 @@ def test_the_archive_carries_the_helper_the_model_and_nbserve(
     assert list((bento / "env/python/wheels").glob("jupyter_nbserve-*.whl"))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_the_archive_serves_the_same_answers_from_a_fresh_venv(
     exported: tuple[list[Any], list[Path]], tmp_path: Path
 ) -> None:
@@ -150,30 +131,8 @@ def test_the_archive_serves_the_same_answers_from_a_fresh_venv(
     )
     assert probe.stdout.startswith(str(venv))  # the bundled wheel, not the source tree
 
-    port = _free_port()
-    server = subprocess.Popen(
-        [str(venv / "bin" / "nbserve"), "serve", str(path), "--port", str(port)],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    served, output = serve_archive(
+        path, venv, [("/predict", q) for q in QUERIES], env=env, cwd=tmp_path, ready_timeout=60
     )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(url + "/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert server.poll() is None, server.communicate()[0]
-            assert time.monotonic() < deadline, "the archive's server did not get ready in 60 s"
-            time.sleep(0.2)
-        served = [httpx.post(url + "/predict", json=q, timeout=10).json() for q in QUERIES]
-        assert served == answers
-    finally:
-        server.terminate()
-        output = server.communicate(timeout=30)[0]
+    assert served == answers
     assert "Traceback" not in output, output

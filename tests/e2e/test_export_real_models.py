@@ -17,18 +17,16 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import nbformat
 import numpy as np
 import pytest
 from nbclient import NotebookClient
+from notebook_export import install_bento, kernel_env, run_cell, serve_archive
 
 from nbserve._bento import archive
 
@@ -58,26 +56,13 @@ QUERIES = {
 }
 
 
-def run_cell(client: NotebookClient, nb: Any, source: str) -> str:
-    cell = nbformat.v4.new_code_cell(source)
-    nb.cells.append(cell)
-    client.execute_cell(cell, len(nb.cells) - 1)
-    return "".join(o.get("text", "") for o in cell.outputs if o["output_type"] == "stream")
-
-
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], dict[str, Path]]:
     """Run the notebook; return each service's live answers and its archive."""
     work = tmp_path_factory.mktemp("notebook")
     nb = nbformat.v4.new_notebook()
     client = NotebookClient(nb, kernel_name="python3", timeout=300, startup_timeout=60)
-    env = {
-        **os.environ,
-        "NBSERVE_HOME": str(work / "home"),
-        "JUPYTER_RUNTIME_DIR": str(work / "runtime"),
-        "PYDEVD_DISABLE_FILE_VALIDATION": "1",
-        "HF_HUB_OFFLINE": "1",
-    }
+    env = {**kernel_env(work), "HF_HUB_OFFLINE": "1"}
     answers: dict[str, Any] = {}
     paths: dict[str, Path] = {}
     with client.setup_kernel(env=env, cwd=str(work)):
@@ -117,53 +102,13 @@ def test_the_archives_pin_what_loading_their_models_needs(
     assert "torch" not in iris
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _install(bento: Path, python: Path) -> None:
-    done = subprocess.run(
-        ["sh", str(bento / "env/python/install.sh")],
-        env={**os.environ, "PYTHON": str(python)},
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
-
-
 def _serve(path: Path, venv: Path, home: Path, route: str, queries: list[Any]) -> list[Any]:
     # Away from the source tree and any PYTHONPATH: only what install.sh put in the venv.
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env.update(NBSERVE_HOME=str(home), HF_HUB_OFFLINE="1")
-    port = _free_port()
-    server = subprocess.Popen(
-        [str(venv / "bin" / "nbserve"), "serve", str(path), "--port", str(port)],
-        env=env,
-        cwd=home.parent,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    served, output = serve_archive(
+        path, venv, [(route, q) for q in queries], env=env, cwd=home.parent, ready_timeout=180
     )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if httpx.get(url + "/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert server.poll() is None, server.communicate()[0]
-            assert time.monotonic() < deadline, "the archive's server did not get ready in 180 s"
-            time.sleep(0.3)
-        served = [httpx.post(url + route, json=q, timeout=60).json() for q in queries]
-    finally:
-        server.terminate()
-        output = server.communicate(timeout=30)[0]
     assert "Traceback" not in output, output
     # Same versions as the kernel's: the environment check has nothing to say.
     assert "built in another environment" not in output, output
@@ -179,7 +124,7 @@ def test_both_archives_serve_the_same_answers_from_one_fresh_venv(
     python = venv / "bin" / "python"
     for name in ("Iris", "Embedder"):  # iris into the empty venv, the encoder on top
         bento = archive.extract(paths[name], home=tmp_path / "cache")
-        _install(bento, python)
+        install_bento(bento, python)
         route, queries = QUERIES[name]
         served = _serve(paths[name], venv, tmp_path / f"home-{name}", route, queries)
         if name == "Iris":
