@@ -11,21 +11,14 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-__all__ = ["Bar", "in_kernel", "notice", "progress_bar", "shown"]
+from nbserve._kernel import in_kernel
+
+__all__ = ["Bar", "notice", "progress_bar", "shown"]
 
 _DELAY_S = 0.5
 
 Bar = Any
 """A tqdm bar (`update(n)`, `close()`); tqdm's own class is generic and untyped for mypy."""
-
-
-def in_kernel() -> bool:
-    """Whether this process is a Jupyter kernel (IPython with a kernel attached)."""
-    ipython = sys.modules.get("IPython")
-    if ipython is None:
-        return False
-    shell = ipython.get_ipython()
-    return shell is not None and getattr(shell, "kernel", None) is not None
 
 
 def shown(progress: bool | None) -> bool:

@@ -30,7 +30,6 @@ The caller says how a refusal is worded: `refuse(archive, reason)` builds the ex
 from __future__ import annotations
 
 import hashlib
-import importlib
 import os
 import re
 import tarfile
@@ -369,19 +368,13 @@ def extract_scanned(
 @contextmanager
 def progress_bar(archive: Path, what: str) -> Iterator[Progress | None]:
     """A progress bar over the archive's bytes for one pass, when it is large enough to take a
-    while (over 64 MiB); None otherwise. tqdm hides it where stderr is not a terminal."""
+    while (over 64 MiB); None otherwise. The export's bars (`progress.py`): shown in a kernel
+    or a terminal only."""
     size = archive.stat().st_size
     if size < 64 << 20:
         yield None
         return
-    # Imported by name: tqdm ships no type stubs, and the bar is only ever called, not typed.
-    tqdm = importlib.import_module("tqdm.auto").tqdm
-    with tqdm(
-        total=size,
-        unit="B",
-        unit_scale=True,
-        desc=f"{what} {archive.name}",
-        leave=False,
-        disable=None,
-    ) as bar:
+    from nbserve._bento.progress import progress_bar as bar_for
+
+    with bar_for(size, f"{what} {archive.name}", None) as bar:
         yield bar.update

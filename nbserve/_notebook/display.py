@@ -28,6 +28,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from nbserve._kernel import in_kernel
+
 __all__ = [
     "ProgressDisplay",
     "ServiceList",
@@ -313,9 +315,8 @@ def update(status: ServiceStatus | StartProgress | _Cleared, display_id: str) ->
     A terminal shell has no outputs to update and would print the status again instead.
     """
     from IPython import display as ipy_display
-    from IPython import get_ipython
 
-    if getattr(get_ipython(), "kernel", None) is None:
+    if not in_kernel():
         return
     update_: Any = ipy_display.update_display  # untyped in IPython
     update_(status, display_id=display_id)

@@ -30,9 +30,9 @@ import asyncio
 import math
 import os
 import secrets
-import sys
 from typing import TYPE_CHECKING, Any
 
+from nbserve._kernel import in_kernel
 from nbserve._sdk.remote import Endpoint, register_endpoint, unregister_endpoint
 
 if TYPE_CHECKING:
@@ -48,17 +48,6 @@ MODE_ENV = "NBSERVE_DEPENDENCIES"
 START_TIMEOUT_S = 300.0
 
 
-def _in_kernel() -> bool:
-    if "ipykernel" not in sys.modules:
-        return False
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    shell = get_ipython()
-    return shell is not None and getattr(shell, "kernel", None) is not None
-
-
 def runs_apart(service: Service[Any]) -> bool:
     """Whether depended `service` gets its own worker pool (see the module docstring)."""
     mode = os.environ.get(MODE_ENV, "").strip().lower()
@@ -67,7 +56,7 @@ def runs_apart(service: Service[Any]) -> bool:
     config = service.config
     if config.workers is None and not config.resources:
         return False
-    return mode == "workers" or not _in_kernel()
+    return mode == "workers" or not in_kernel()
 
 
 def devices_needed(gpu_per_worker: float, workers: int) -> int:

@@ -27,7 +27,6 @@ import logging
 import os
 import random
 import re
-import sys
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
@@ -48,7 +47,6 @@ __all__ = [
     "TooLargeHandler",
     "error_body",
     "error_for",
-    "in_notebook_kernel",
     "new_request_id",
     "reply_too_large",
 ]
@@ -91,15 +89,6 @@ def error_body(message: str, detail: Any = None) -> bytes:
 
 _MAX_SHOWN = 2000
 """Characters of an exception's message a 500 shows (a message may hold a whole array's repr)."""
-
-
-def in_notebook_kernel() -> bool:
-    """Whether this process is a Jupyter kernel (ipykernel), where the server's user is at hand."""
-    if "ipykernel" not in sys.modules:
-        return False
-    from IPython import get_ipython
-
-    return getattr(get_ipython(), "kernel", None) is not None
 
 
 def error_for(

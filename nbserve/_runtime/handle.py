@@ -186,9 +186,9 @@ def serve(
     (the notebook registry passes them; see admin.py).
     """
     if debug is None:
-        from nbserve._runtime.errors import in_notebook_kernel
+        from nbserve._kernel import in_kernel
 
-        debug = in_notebook_kernel()
+        debug = in_kernel()
     if isinstance(service, str):
         from nbserve._sdk.loading import load
 

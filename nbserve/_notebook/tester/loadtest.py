@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nbserve._kernel import in_kernel
 from nbserve._notebook.tester.examples import example_body
 from nbserve._notebook.tester.plots import load_test_svg
 from nbserve._notebook.tester.target import Target, as_target
@@ -158,7 +159,7 @@ def load_test(
     frame["bytes"] = frame["bytes"].astype(int)
     summary = summarize(frame, concurrency=concurrency, route=target.prefix + path)
     frame.attrs["summary"] = summary
-    if show and _in_kernel():
+    if show and in_kernel():
         from IPython import display as ipy_display
 
         put: Any = ipy_display.display  # untyped in IPython
@@ -167,14 +168,6 @@ def load_test(
         if len(frame):
             put(svg(load_test_svg(frame)))
     return frame
-
-
-def _in_kernel() -> bool:
-    if "IPython" not in sys.modules:
-        return False
-    from IPython import get_ipython
-
-    return getattr(get_ipython(), "kernel", None) is not None
 
 
 def summarize(frame: pd.DataFrame, *, concurrency: int, route: str) -> dict[str, Any]:

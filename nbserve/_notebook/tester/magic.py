@@ -12,6 +12,8 @@ from typing import Any
 
 from IPython.core.error import UsageError
 
+from nbserve._kernel import in_kernel
+
 __all__ = ["add_loadtest_parser", "run_loadtest", "show_tester"]
 
 _TESTERS: dict[str, Any] = {}  # service name → the tester shown under its %%serve cell
@@ -20,9 +22,7 @@ _TESTERS: dict[str, Any] = {}  # service name → the tester shown under its %%s
 def show_tester(entry: Any) -> None:
     """The request tester under the status, in a kernel only: a terminal shell has no widgets
     (it would print the widget's text), and without anywidget there is nothing to show."""
-    from IPython import get_ipython
-
-    if getattr(get_ipython(), "kernel", None) is None:
+    if not in_kernel():
         return
     try:
         from nbserve._notebook.tester import tester
