@@ -70,7 +70,8 @@ def test_try_watch_and_load_test_in_jupyterlab(
     scores = tester.locator("[data-api=scores]")
     scores.locator("textarea[name=texts]").fill('["good", "bad", 3]')
     scores.locator(".nbs-send").click()
-    scores.locator(".nbs-answer [data-status]").wait_for(timeout=30_000)
+    # The status pill comes with the head; the field error only once the body is done.
+    scores.locator(".nbs-answer .nbs-latency").wait_for(timeout=30_000)
     assert scores.locator(".nbs-answer [data-status]").inner_text() == "400 Bad Request"
     assert scores.locator("[data-field=texts] .nbs-field-error").inner_text() != ""
     scores.locator("textarea[name=texts]").fill('["good", "bad"]')
