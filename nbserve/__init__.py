@@ -41,11 +41,11 @@ from nbserve._version import __version__
 
 if TYPE_CHECKING:
     from nbserve import images, models, testing
-    from nbserve._bento.export import export
     from nbserve._client import AsyncHTTPClient, SyncHTTPClient
+    from nbserve._notebook.export import export
     from nbserve._notebook.tester import dashboard, load_test, tester
-    from nbserve._runtime.connections import ConnectionLimits
     from nbserve._runtime.handle import ServiceHandle, serve
+    from nbserve._runtime.http.connections import ConnectionLimits
     from nbserve._sdk.arguments import use_arguments
     from nbserve._sdk.asgi import asgi_app
     from nbserve._sdk.current import get_current_service
@@ -99,12 +99,12 @@ __all__ = [
 # name -> module that defines it; loaded on first access so `import nbserve` stays light.
 _LAZY = {
     "AsyncHTTPClient": "nbserve._client",
-    "ConnectionLimits": "nbserve._runtime.connections",
+    "ConnectionLimits": "nbserve._runtime.http.connections",
     "SyncHTTPClient": "nbserve._client",
     "ServiceHandle": "nbserve._runtime.handle",
     "serve": "nbserve._runtime.handle",
     "models": "nbserve.models",
-    "export": "nbserve._bento.export",
+    "export": "nbserve._notebook.export",
     "runner_service": "nbserve._sdk.runner",
     "asgi_app": "nbserve._sdk.asgi",
     "get_current_service": "nbserve._sdk.current",

@@ -31,12 +31,12 @@ from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from typing import Any
 
-from nbserve._bento.huggingface import HuggingFaceModel
 from nbserve._bento.integrity import CorruptModelError
-from nbserve._bento.model import BentoModel, Model, ModelContext, ModelInfo
-from nbserve._bento.pickling import UnstableVersionWarning
-from nbserve._bento.store import default_store, resolve
 from nbserve._bento.tag import Tag
+from nbserve._models.huggingface import HuggingFaceModel
+from nbserve._models.model import BentoModel, Model, ModelContext, ModelInfo
+from nbserve._models.pickling import UnstableVersionWarning
+from nbserve._models.store import default_store, resolve
 
 __all__ = [
     "BentoModel",
@@ -114,7 +114,7 @@ def delete(tag: Tag | str) -> None:
 def export_model(tag: Tag | str | Model, path: str | os.PathLike[str]) -> str:
     """Write the entry to a reproducible `.nbmodel` archive; `path` may be a directory.
     Returns the archive's path."""
-    from nbserve._bento import model_archive
+    from nbserve._models import model_archive
 
     model = tag if isinstance(tag, Model) else get(tag)
     return model_archive.export_model(model, path)
@@ -123,6 +123,6 @@ def export_model(tag: Tag | str | Model, path: str | os.PathLike[str]) -> str:
 def import_model(path: str | os.PathLike[str], *, max_size: int | None = None) -> Model:
     """Add the entry in a `.nbmodel` archive to the store, after refusing unsafe members
     (absolute paths, `..`, links, devices; more than `max_size` bytes) and verifying it."""
-    from nbserve._bento import model_archive
+    from nbserve._models import model_archive
 
     return model_archive.import_model(default_store(), path, max_size=max_size)

@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 from typing_extensions import Unpack
 
-from nbserve._bento import frameworks
-from nbserve._bento.model import Model
 from nbserve._bento.tag import Tag
+from nbserve._models import frameworks
+from nbserve._models.model import Model
 from nbserve.exceptions import InvalidArgument
 
 if TYPE_CHECKING:
-    from nbserve._bento.model import ModelInfo
+    from nbserve._models.model import ModelInfo
 
 __all__ = ["get", "load_model", "save_model"]
 

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 from nbserve._version import __version__
 
 if TYPE_CHECKING:
-    from nbserve._bento.model import Model
     from nbserve._bento.requirements import Requirements
+    from nbserve._models.model import Model
     from nbserve._sdk.service import Service
 
 __all__ = ["bento_info", "bento_name", "model_tags", "referenced_models", "service_closure"]
@@ -91,8 +91,8 @@ def service_closure(service: Service[Any]) -> list[Service[Any]]:
 
 def referenced_models(service: Service[Any], source: str) -> list[Model]:
     """The store entries the archive must carry, each once, in a stable order."""
-    from nbserve._bento.model import referenced_models as class_models
-    from nbserve._bento.store import resolve
+    from nbserve._models.model import referenced_models as class_models
+    from nbserve._models.store import resolve
 
     found: dict[tuple[str, str], Model] = {}
     for svc in service_closure(service):  # a dependency served in-process loads its models here

@@ -36,10 +36,10 @@ from nbserve._bento import archive, deploy
 from nbserve._bento.archive import Entry
 from nbserve._bento.bentofile import bento_info, bento_name, referenced_models, service_closure
 from nbserve._bento.capture import CapturedSource, capture
-from nbserve._bento.cells import python_source, read_notebook
 from nbserve._bento.integrity import file_sha256
 from nbserve._bento.model_modules import model_modules
 from nbserve._bento.names import imported_modules
+from nbserve._bento.notebook_source import python_source, read_notebook
 from nbserve._bento.progress import notice, progress_bar
 from nbserve._bento.requirements import (
     REPRODUCIBLE_EPOCH,
@@ -52,7 +52,7 @@ from nbserve._sdk.service import Service
 from nbserve.exceptions import NbserveError
 
 if TYPE_CHECKING:
-    from nbserve._bento.model import Model
+    from nbserve._models.model import Model
 
 __all__ = [
     "BuildError",

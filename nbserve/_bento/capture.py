@@ -32,8 +32,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from nbserve._bento.cells import python_source
 from nbserve._bento.names import free_names, imported_modules
+from nbserve._bento.notebook_source import python_source
 from nbserve.exceptions import NbserveError
 
 __all__ = ["CaptureError", "CapturedSource", "Uncaptured", "capture"]

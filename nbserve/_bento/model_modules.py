@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from nbserve._bento.model import Model
+    from nbserve._models.model import Model
 
 __all__ = ["model_modules", "pickle_modules"]
 

@@ -18,7 +18,7 @@ is 0; a service that fails to start exits with 1.
 
 Math libraries (OpenMP, MKL, OpenBLAS) size their thread pools from the host's cores; in a
 container with a CPU limit that oversubscribes the quota, so their thread counts default to the
-CPUs this process may use (`nbserve._runtime.cpus`), unless already set.
+CPUs this process may use (`nbserve._runtime.execution.cpus`), unless already set.
 """
 
 from __future__ import annotations
@@ -181,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
         args.timeout_graceful if args.timeout_graceful is not None else service.config.timeout
     )
 
-    from nbserve._runtime.connections import ConnectionLimits
+    from nbserve._runtime.http.connections import ConnectionLimits
     from nbserve._runtime.server import Server
 
     workers = args.workers if args.workers is not None else service.config.worker_count
@@ -268,7 +268,7 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"
 
 def _size_math_threads() -> None:
     """Before the service imports numpy/torch: their pools sized to the CPU limit, not the host."""
-    from nbserve._runtime.cpus import available_cpus
+    from nbserve._runtime.execution.cpus import available_cpus
 
     if any(os.environ.get(name) for name in THREAD_VARIABLES):
         return  # the user chose

@@ -36,7 +36,7 @@ import tornado.web
 from jupyter_server.base.handlers import APIHandler
 
 from nbserve._jupyter import services
-from nbserve._runtime.admin import ADMIN_HEADER
+from nbserve._runtime.http.admin import ADMIN_HEADER
 
 if TYPE_CHECKING:
     from pathlib import Path

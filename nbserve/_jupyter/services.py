@@ -23,7 +23,7 @@ from typing import Any
 import tornado.httpclient
 
 from nbserve._notebook.urls import local_url
-from nbserve._runtime.admin import ADMIN_HEADER, ADMIN_PREFIX
+from nbserve._runtime.http.admin import ADMIN_HEADER, ADMIN_PREFIX
 
 __all__ = ["ServiceRecord", "admin_request", "find", "live_services", "read_records"]
 

@@ -6,7 +6,7 @@ files Jupyter servers write there, so the server extension can list every kernel
 without talking to the kernels. The file holds what the extension's proxy needs (port, host,
 routes, and the service's bearer token, which the proxy adds server-side so the browser never
 sees it), what a liveness check needs (pid, kernel id), and the per-service `admin_secret` that
-unlocks the service's own admin routes (`_runtime/admin.py`: status, logs, stop). Both secrets
+unlocks the service's own admin routes (`_runtime/http/admin.py`: status, logs, stop). Both secrets
 live only here and in the kernel, so the file is private: mode 0600 in a 0700 directory, like
 the `jpserver-<pid>.json` files that hold Jupyter's own token. Files are written atomically
 (write a temp file, `os.replace`), so a reader never sees half a document, and removed when

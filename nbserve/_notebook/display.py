@@ -53,7 +53,7 @@ _STATE_COLOURS = {
 
 
 @dataclass(frozen=True)
-class RouteStats:
+class RouteLine:
     """One route's numbers as shown: counts and latency percentiles in milliseconds."""
 
     route: str
@@ -189,7 +189,7 @@ class ServiceStatus:
     local_url: str = ""
     version: int = 1
     token_required: bool = False
-    stats: Sequence[RouteStats] = field(default_factory=tuple)
+    stats: Sequence[RouteLine] = field(default_factory=tuple)
     workers: Sequence[WorkerLine] = field(default_factory=tuple)
     """Worker processes (HTML only: their phases depend on timing, the text must not)."""
 
@@ -221,8 +221,8 @@ class ServiceStatus:
         )
         return head + (table if self.routes else "")
 
-    def _stats_for(self, route: str) -> RouteStats:
-        return next((s for s in self.stats if s.route == route), RouteStats(route))
+    def _stats_for(self, route: str) -> RouteLine:
+        return next((s for s in self.stats if s.route == route), RouteLine(route))
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> MimeBundle:
         return {"text/plain": self.text(), "text/html": self.html()}
@@ -235,7 +235,7 @@ def _ms(value: float | None) -> str:
     return "–" if value is None else f"{value:.1f} ms"
 
 
-def _html_row(s: RouteStats) -> str:
+def _html_row(s: RouteLine) -> str:
     errors = f"{s.errors} ({s.error_rate:.0%})" if s.errors else "0"
     # No request yet: no latency to show (the runtime reports 0.0 for an empty window).
     p50, p95, p99 = (_ms(v) if s.count else "–" for v in (s.p50_ms, s.p95_ms, s.p99_ms))
@@ -282,12 +282,12 @@ def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
-def route_stats(stats: Mapping[str, Mapping[str, Any]]) -> list[RouteStats]:
-    """`handle.stats()` (route → {count, errors, p50_ms, p95_ms, p99_ms}) as `RouteStats`."""
+def route_lines(stats: Mapping[str, Mapping[str, Any]]) -> list[RouteLine]:
+    """`handle.stats()` (route → {count, errors, p50_ms, p95_ms, p99_ms}) as `RouteLine`."""
     out = []
     for route, numbers in stats.items():
         out.append(
-            RouteStats(
+            RouteLine(
                 route=route,
                 count=int(numbers.get("count", 0) or 0),
                 errors=int(numbers.get("errors", 0) or 0),

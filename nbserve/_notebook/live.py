@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from nbserve._notebook import discovery
-from nbserve._notebook.display import ServiceStatus, route_stats, worker_lines
+from nbserve._notebook.display import ServiceStatus, route_lines, worker_lines
 from nbserve._notebook.urls import public_url
 
 if TYPE_CHECKING:
@@ -169,7 +169,7 @@ class LiveService:
     def status(self) -> ServiceStatus:
         """A snapshot for display (deterministic `text/plain`, detailed HTML)."""
         try:
-            stats = route_stats(self.handle.stats())
+            stats = route_lines(self.handle.stats())
         except Exception:  # a stopped or failed server may have no numbers: show none
             stats = []
         try:

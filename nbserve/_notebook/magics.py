@@ -160,7 +160,7 @@ def _add_export_parser(commands: Any) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
-    from nbserve._bento.export import export
+    from nbserve._notebook.export import export
     from nbserve.exceptions import NbserveError
 
     try:
@@ -198,8 +198,8 @@ def _add_containerize_parser(commands: Any) -> None:
 
 
 def _containerize(args: argparse.Namespace) -> None:
-    from nbserve._bento.export import export
     from nbserve._cli.containerize import containerize
+    from nbserve._notebook.export import export
     from nbserve.exceptions import NbserveError
 
     try:

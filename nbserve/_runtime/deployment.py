@@ -6,8 +6,8 @@ so a hot swap is an attribute assignment: requests that started on the old deplo
 it, new ones go to the new one, and the old one is stopped once it has drained. Everything a
 request needs (routes, metric label children, traffic limits) is built here, once, at start.
 
-Every API request goes through `call()` / `stream()`; that is where an adaptive batcher plugs in
-(`batchers`, keyed by API name, filled by whoever builds batching).
+Every API request goes through `call()` / `stream()`; a batchable API's call goes through its
+`APIBatcher` (`batchers`, keyed by API name).
 """
 
 from __future__ import annotations
@@ -16,18 +16,18 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal
 
-from nbserve._runtime.asgi import Lifespan
-from nbserve._runtime.batching.batcher import batchers_for
-from nbserve._runtime.command import CommandProcess, has_command
-from nbserve._runtime.composition import DependencyPools
-from nbserve._runtime.executor import Executor, InlineExecutor
+from nbserve._runtime.execution.batching.api_batcher import APIBatcher, batchers_for
+from nbserve._runtime.execution.command import CommandProcess, has_command
+from nbserve._runtime.execution.composition import DependencyPools
+from nbserve._runtime.execution.executor import Executor, InlineExecutor
+from nbserve._runtime.execution.task_store import TaskStore, task_concurrency
+from nbserve._runtime.execution.traffic import RouteStats, Traffic
+from nbserve._runtime.http.asgi import Lifespan
+from nbserve._runtime.http.system import SystemHandler, system_routes
+from nbserve._runtime.http.tasks import TaskRoute, task_routes
 from nbserve._runtime.metrics import ServiceMetrics
-from nbserve._runtime.system import SystemHandler, system_routes
-from nbserve._runtime.task_handlers import TaskRoute, task_routes
-from nbserve._runtime.tasks import TaskStore, task_concurrency
-from nbserve._runtime.traffic import RouteStats, Traffic
 from nbserve._sdk.asgi import MountedApp
 from nbserve.exceptions import ServiceUnavailable
 
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from nbserve._sdk.method import APIMethod
     from nbserve._sdk.service import Service
 
-__all__ = ["Batcher", "Deployment", "DeploymentState", "executor_for"]
+__all__ = ["Deployment", "DeploymentState", "executor_for"]
 
 DeploymentState = Literal["created", "starting", "running", "failed", "stopping", "stopped"]
 # A request admitted while its deployment drains ("stopping") still runs: it entered before the
@@ -45,18 +45,10 @@ DeploymentState = Literal["created", "starting", "running", "failed", "stopping"
 _NOT_STARTED = frozenset({"created", "starting", "failed", "stopped"})
 
 
-class Batcher(Protocol):
-    """An adaptive batcher of one batchable API (built elsewhere; see the module docstring)."""
-
-    async def submit(self, kwargs: dict[str, Any], ctx: Context) -> Any: ...
-
-    async def stop(self) -> None: ...
-
-
 def executor_for(
     service: Service[Any], workers: int | None, logger: logging.Logger | None = None
 ) -> Executor:
-    """`InlineExecutor` without workers; worker processes (`nbserve._runtime.workers`) with.
+    """`InlineExecutor` without workers; worker processes (`nbserve._runtime.execution.workers`) with.
 
     `workers` (from `serve(workers=...)` / `--workers`) overrides the service's own `workers`.
     """
@@ -68,7 +60,7 @@ def executor_for(
 
     # Looked up by name: the worker pool is built separately and may be absent from a build.
     process_executor = getattr(
-        importlib.import_module("nbserve._runtime.workers"), "ProcessExecutor", None
+        importlib.import_module("nbserve._runtime.execution.workers"), "ProcessExecutor", None
     )
     if process_executor is None:
         msg = f"workers={workers!r}: worker processes are not available in this nbserve build; serve without workers (the instance runs in this process)"
@@ -121,7 +113,7 @@ class Deployment:
             },
             runner_name=service.name,
         )
-        self.batchers: dict[str, Batcher] = dict(
+        self.batchers: dict[str, APIBatcher] = dict(
             batchers_for(service, self.executor, self.metrics, log.logger)
         )
         self.system_routes: dict[str, type[SystemHandler]] = system_routes(self.prefix)

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
     from nbserve._client import SyncHTTPClient
     from nbserve._notebook.tester.widget import RequestTester
-    from nbserve._runtime.connections import ConnectionLimits
+    from nbserve._runtime.http.connections import ConnectionLimits
     from nbserve._runtime.server import Server, State
     from nbserve._sdk.service import Service
 

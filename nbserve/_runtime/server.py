@@ -29,12 +29,12 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
-from nbserve._runtime.connections import ConnectionLimits, HTTPServer
 from nbserve._runtime.deployment import Deployment
 from nbserve._runtime.handle import DEFAULT_MAX_BODY_SIZE, ServiceHandle
+from nbserve._runtime.http.application import Application
+from nbserve._runtime.http.connections import ConnectionLimits, HTTPServer
 from nbserve._runtime.logs import ServiceLog, capture_output, route_output
 from nbserve._runtime.loops import call, close_loop, new_event_loop, running_loop
-from nbserve._runtime.routing import Application
 from nbserve._runtime.sockets import bind_sockets
 
 if TYPE_CHECKING:

@@ -77,7 +77,7 @@ class ServiceConfig:
     def worker_count(self) -> int | None:
         """Workers as a number: None means "inline in a notebook, one process elsewhere"."""
         if self.workers == "cpu_count":  # the container's CPU limit, not the host's cores
-            from nbserve._runtime.cpus import available_cpus
+            from nbserve._runtime.execution.cpus import available_cpus
 
             return available_cpus()
         return self.workers
@@ -173,7 +173,7 @@ def parse_service_config(options: dict[str, Any], *, where: str) -> ServiceConfi
         "name",
         "image",
         "description",
-        "cmd",  # a command service (_runtime/command.py)
+        "cmd",  # a command service (_runtime/execution/command.py)
         "endpoints",  # its health path: endpoints={"livez": ...}
     }
     if set(options.get("http") or {}) <= {"proxy_port"}:

@@ -5,7 +5,7 @@ What the attribute resolves to, decided at each access (so a hot swap or a stop 
   `/schema.json`; `.to_async` gives awaitable versions.
 - `deployment=`: the live nbserve service of that name (this kernel's `nbserve.services()`, else
   the discovery files kernels write), as a `RemoteService`; a clear `NotFound` otherwise.
-- a service class that runs in its own worker pool (`_runtime/composition.py` decides and
+- a service class that runs in its own worker pool (`_runtime/execution/composition.py` decides and
   registers its internal endpoint, in this process and, by environment, in the workers): a
   `RemoteService` to that pool, so its batching and placement apply.
 - any other service class: an in-process instance (what BentoML does in development mode),

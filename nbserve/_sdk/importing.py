@@ -32,7 +32,7 @@ def serving_here() -> bool:
     if _serving:
         return True
     main_spec = getattr(sys.modules.get("__main__"), "__spec__", None)
-    if getattr(main_spec, "name", "") == "nbserve._runtime.workers.entry":
+    if getattr(main_spec, "name", "") == "nbserve._runtime.execution.workers.entry":
         return True
     server = sys.modules.get("nbserve._runtime.server")
     return bool(server is not None and getattr(server, "_RUNNING", None))

@@ -218,7 +218,7 @@ def task(func: Callable[P, R], /) -> APIMethod[P, R]: ...
 def task(**options: Any) -> Callable[[Callable[P, R]], APIMethod[P, R]]: ...
 def task(func: Callable[..., Any] | None = None, /, **options: Any) -> Any:
     """Like `@api`, for long jobs: the route also gets `/submit`, `/status`, `/get`, `/retry`
-    and `/cancel` (`?task_id=`); the call then runs in the background (`nbserve._runtime.tasks`)."""
+    and `/cancel` (`?task_id=`); the call then runs in the background (`nbserve._runtime.execution.task_store`)."""
     if func is not None:
         return APIMethod(func, is_task=True, **options)
     return lambda f: APIMethod(f, is_task=True, **options)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, cast
 from nbserve.exceptions import InvalidArgument, ServiceDefinitionError
 
 if TYPE_CHECKING:
-    from nbserve._bento.model import Model
+    from nbserve._models.model import Model
     from nbserve._sdk.method import APIMethod
     from nbserve._sdk.service import Service
 

@@ -114,7 +114,7 @@ class Service(Generic[T]):
 
     def to_asgi(self) -> Any:
         """This service as one ASGI app, for any ASGI server or FastAPI's `TestClient`."""
-        from nbserve._runtime.asgi_service import ServiceASGI
+        from nbserve._runtime.http.to_asgi import ServiceASGI
 
         return ServiceASGI(self)
 

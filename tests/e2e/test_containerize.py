@@ -228,7 +228,7 @@ def test_the_container_is_healthy_non_root_and_answers_as_the_notebook(
     logs = container.logs()
     assert "nbserve: serving Iris at http://0.0.0.0:3000 (routes: " in logs, logs
     # `--cpus 1`: the CPU limit read inside the container (cgroup quota), not the host's cores.
-    probe = "from nbserve._runtime.cpus import available_cpus; print(available_cpus())"
+    probe = "from nbserve._runtime.execution.cpus import available_cpus; print(available_cpus())"
     assert container.engine.run("exec", container.id, "python", "-c", probe) == "1"
 
 

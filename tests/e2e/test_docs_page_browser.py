@@ -36,7 +36,7 @@ from pydantic import BaseModel, Field
 from tornado.testing import bind_unused_port
 
 import nbserve
-from nbserve._runtime.docs_page import docs_page_html
+from nbserve._runtime.http.docs_page import docs_page_html
 from nbserve.validators import DType, Shape
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

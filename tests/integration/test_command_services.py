@@ -1,4 +1,4 @@
-"""`cmd=` / `__command__` services (`_runtime/command.py`): the command runs as the service's
+"""`cmd=` / `__command__` services (`_runtime/execution/command.py`): the command runs as the service's
 worker, nbserve proxies the paths it does not serve itself to the command's port, and the
 service is ready only once the command's health endpoint answers. The command here is Python's
 own `http.server` on a free port."""

@@ -1,4 +1,4 @@
-"""Composition across processes (`_runtime/composition.py`): a depended service declaring its
+"""Composition across processes (`_runtime/execution/composition.py`): a depended service declaring its
 own workers runs in its own worker pool inside the same server, reached over loopback HTTP from
 the inline instance and from the main service's workers, with its batching intact."""
 

@@ -1,4 +1,4 @@
-"""Connection hygiene (`_runtime/connections.py`): slow and dead clients are closed by the
+"""Connection hygiene (`_runtime/http/connections.py`): slow and dead clients are closed by the
 timeouts while others are served, the cap answers 503, and at the file-descriptor limit the
 server keeps answering once old connections are gone, with a bounded number of log lines."""
 

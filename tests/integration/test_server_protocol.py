@@ -1,4 +1,4 @@
-"""Errors in the HTTP framing (`_runtime/protocol.py`) come back in the JSON error shape, with
+"""Errors in the HTTP framing (`_runtime/http/protocol.py`) come back in the JSON error shape, with
 the reason, from a real server over raw sockets (an HTTP client would refuse to send them)."""
 
 from __future__ import annotations

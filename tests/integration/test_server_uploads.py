@@ -1,4 +1,4 @@
-"""Multipart uploads (`_runtime/uploads.py`): parsed once as they arrive, large parts spilled to
+"""Multipart uploads (`_runtime/http/uploads.py`): parsed once as they arrive, large parts spilled to
 disk (a 90 MB upload costs the server a fraction of its size), malformed bodies answered with a
 400 naming the parser's reason."""
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 import nbserve
-from nbserve._runtime.workers.process import CPU_THREAD_VARS
+from nbserve._runtime.execution.workers.process import CPU_THREAD_VARS
 from nbserve.testing import running_service
 
 pytestmark = pytest.mark.slow

@@ -31,8 +31,8 @@ from worker_services import (
     Sleepy,
 )
 
-from nbserve._runtime.placement import Device
-from nbserve._runtime.workers.pool import ProcessExecutor
+from nbserve._runtime.execution.placement import Device
+from nbserve._runtime.execution.workers.pool import ProcessExecutor
 from nbserve._sdk.context import Context
 from nbserve.exceptions import WorkerError
 from nbserve.testing import running_service

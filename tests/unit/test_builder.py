@@ -15,7 +15,7 @@ import yaml
 
 from nbserve._bento import archive, builder
 from nbserve._bento.capture import CaptureError
-from nbserve._bento.cells import python_source
+from nbserve._bento.notebook_source import python_source
 from nbserve._cli import build as build_cli
 from nbserve._cli import inspect as inspect_cli
 from nbserve._sdk.service import Service

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from nbserve._bento.capture import CaptureError, capture
-from nbserve._bento.cells import python_source, read_notebook
 from nbserve._bento.names import free_names, imported_modules
+from nbserve._bento.notebook_source import python_source, read_notebook
 
 SERVICE = """\
 %%serve --port 3000

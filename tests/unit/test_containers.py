@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from nbserve._runtime.batching.containers import (
+from nbserve._runtime.execution.batching.containers import (
     BatchTypeError,
     batch_size,
     merge,

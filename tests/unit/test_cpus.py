@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from nbserve._runtime.cpus import available_cpus, cgroup_cpu_limit
+from nbserve._runtime.execution.cpus import available_cpus, cgroup_cpu_limit
 
 
 def _cgroup(root: Path, files: dict[str, str]) -> Path:

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from nbserve._runtime.batching.cost import CostModel
-from nbserve._runtime.batching.dispatcher import Dispatcher
+from nbserve._runtime.execution.batching.cost import CostModel
+from nbserve._runtime.execution.batching.dispatcher import Dispatcher
 from nbserve.exceptions import ServiceUnavailable
 
 

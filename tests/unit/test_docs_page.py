@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from nbserve._runtime import docs_page
-from nbserve._runtime.docs_page import docs_page_html
+from nbserve._runtime.http import docs_page
+from nbserve._runtime.http.docs_page import docs_page_html
 
 STATIC = Path(docs_page.__file__).with_name("static")
 

@@ -9,7 +9,14 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 import nbserve
-from nbserve._runtime.invoke import END, Signature, SyncSteps, call_async, call_sync, captured
+from nbserve._runtime.execution.invoke import (
+    END,
+    Signature,
+    SyncSteps,
+    call_async,
+    call_sync,
+    captured,
+)
 from nbserve._sdk.context import Context, current_context
 
 

@@ -14,7 +14,7 @@ import pytest
 
 import nbserve
 import nbserve.models as models
-from nbserve._bento import pickling
+from nbserve._models import pickling
 from nbserve.exceptions import InvalidArgument, NotFound
 
 FRAMEWORK_MODULES = ["sklearn", "pytorch", "transformers", "xgboost", "lightgbm", "picklable_model"]

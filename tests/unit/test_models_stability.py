@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import nbserve.models as models
-from nbserve._bento import pickling
+from nbserve._models import pickling
 
 torch = pytest.importorskip("torch")
 

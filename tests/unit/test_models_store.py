@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 import nbserve.models as models
-from nbserve._bento import pickling
+from nbserve._models import pickling
 from nbserve.exceptions import InvalidArgument, NbserveError, NotFound
 from nbserve.models import UnstableVersionWarning
 
@@ -525,7 +525,7 @@ def test_bento_model_resolves_lazily_as_a_class_attribute(store: Path) -> None:
 
 
 def test_referenced_models_lists_what_a_service_uses(store: Path) -> None:
-    from nbserve._bento.model import referenced_models
+    from nbserve._models.model import referenced_models
 
     a = models.save("a", np.arange(1))
     b = models.save("b", np.arange(2))

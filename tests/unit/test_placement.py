@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from nbserve._runtime import placement
-from nbserve._runtime.placement import (
+from nbserve._runtime.execution import placement
+from nbserve._runtime.execution.placement import (
     Device,
     detect_gpus,
     match_gpu_type,

@@ -82,7 +82,7 @@ class Echo:
     def stats(self, x: np.ndarray) -> dict:
         return {}
 
-heavy = ["tornado", "multiprocessing", "httpx", "nbserve._runtime", "nbserve._bento", "nbserve._client", "torch", "pandas"]
+heavy = ["tornado", "multiprocessing", "httpx", "nbserve._runtime", "nbserve._bento", "nbserve._models", "nbserve._client", "torch", "pandas"]
 print(json.dumps([m for m in heavy if m in sys.modules]))
 """
 

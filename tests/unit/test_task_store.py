@@ -10,8 +10,13 @@ from typing import Any
 import pytest
 
 import nbserve
+from nbserve._runtime.execution.task_store import (
+    TaskRecord,
+    TaskRequest,
+    TaskStore,
+    task_concurrency,
+)
 from nbserve._runtime.handle import as_service
-from nbserve._runtime.tasks import TaskRecord, TaskRequest, TaskStore, task_concurrency
 from nbserve._sdk.context import Context, RequestInfo
 from nbserve.exceptions import ServiceUnavailable, TooManyRequests
 

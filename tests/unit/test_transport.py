@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from nbserve._runtime.invoke import Signature
-from nbserve._runtime.workers import transport
-from nbserve._runtime.workers.transport import (
+from nbserve._runtime.execution.invoke import Signature
+from nbserve._runtime.execution.workers import transport
+from nbserve._runtime.execution.workers.transport import (
     CallMsg,
     CancelMsg,
     CreditMsg,

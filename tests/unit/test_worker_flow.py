@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from nbserve._runtime.workers.flow import StreamWindow
+from nbserve._runtime.execution.workers.flow import StreamWindow
 
 
 def test_a_sync_producer_waits_for_credit_and_stops_when_the_stream_is_cancelled() -> None:

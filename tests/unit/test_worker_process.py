@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
-from nbserve._runtime.placement import WorkerPlacement
-from nbserve._runtime.workers.process import (
+from nbserve._runtime.execution.placement import WorkerPlacement
+from nbserve._runtime.execution.workers.process import (
     CPU_THREAD_VARS,
     WorkerProcess,
     available_cores,

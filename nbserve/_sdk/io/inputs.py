@@ -29,8 +29,8 @@ from typing_extensions import NotRequired, TypedDict
 from nbserve._sdk.io import annotations as ann
 from nbserve._sdk.io.errors import ErrorContext, invalid_argument
 from nbserve._sdk.io.jsonschema import QuietJsonSchema, flatten
-from nbserve._sdk.io.openapi import to_openapi
 from nbserve._sdk.io.payload import UploadedFile
+from nbserve._sdk.io.schema_objects import to_openapi
 from nbserve._sdk.io.signature import (
     EMPTY,
     SCHEMA_ERRORS,

@@ -32,8 +32,8 @@ from nbserve._sdk.io import annotations as ann
 from nbserve._sdk.io.dataframe import dataframe_to_jsonable
 from nbserve._sdk.io.encoding import dumps
 from nbserve._sdk.io.jsonschema import QuietJsonSchema, flatten
-from nbserve._sdk.io.openapi import to_openapi
 from nbserve._sdk.io.payload import Payload
+from nbserve._sdk.io.schema_objects import to_openapi
 from nbserve._sdk.io.signature import SCHEMA_ERRORS, first_line, qualname, return_hint, type_name
 from nbserve.exceptions import ServiceDefinitionError
 from nbserve.validators import DataframeSchema

@@ -1,7 +1,7 @@
 """The Services API of nbserve's server extension, against a real Jupyter server and real kernels.
 
 Covers `nbserve/_jupyter/{extension,handlers,services}.py` and the admin route they use
-(`nbserve/_runtime/admin.py`): auth on every route (401/403 without a login, 403 for a cookie
+(`nbserve/_runtime/http/admin.py`): auth on every route (401/403 without a login, 403 for a cookie
 POST without XSRF), listing a service a real kernel started and dropping it when the kernel
 dies, logs, and stop (through the service's own admin route) freeing the port.
 """

@@ -1,5 +1,0 @@
-"""Adaptive batching: one `Dispatcher` per batchable API, merging requests into batches."""
-
-from nbserve._runtime.batching.dispatcher import Dispatcher
-
-__all__ = ["Dispatcher"]
