@@ -59,6 +59,10 @@ class Fuzzed:
     def tensor(self, arr: Annotated[np.ndarray, Shape((-1, 3)), DType("float32")]) -> np.ndarray:
         return arr.sum(axis=0)
 
+    @nbserve.api(batchable=True, max_batch_size=8)
+    def batched(self, x: list[float]) -> list[float]:
+        return [v * 2 for v in x]
+
     @nbserve.api
     def upload(self, doc: Path, label: str = "") -> dict[str, Any]:
         return {"size": doc.stat().st_size, "label": label}
