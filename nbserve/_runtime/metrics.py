@@ -160,7 +160,8 @@ class ServiceMetrics:
             "nbserve_abandoned_work",
             "Work of API requests whose client disconnected before the answer, by outcome: "
             "withdrawn (queued, never ran), cancelled (stopped while it ran: async work, a "
-            "batched request, a stream), finished (sync work ran to its end; result dropped)",
+            "stream, a batched request whose batch was running), finished (sync work ran to its "
+            "end; result dropped)",
             ("service_name", "endpoint", "outcome"),
             registry=self.registry,
         )

@@ -1,5 +1,6 @@
-"""Clients that disconnect before their answer: their queued work is withdrawn, running async work
-is cancelled, running sync work runs to its end with its result dropped; `/metrics` counts each."""
+"""Clients that disconnect before their answer: their queued work is withdrawn (waiting for a
+thread, a worker or a batch), running async work is cancelled, running sync work runs to its end
+with its result dropped; `/metrics` counts each."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -46,6 +48,13 @@ class Busy:
             cancelled.set()
             raise
         return "never"
+
+    @nbserve.api(batchable=True, max_batch_size=4)
+    def block_rows(self, x: list[int]) -> list[int]:
+        """Batched on the one slot the inline executor has: the first call's batch holds it."""
+        started.set()
+        release.wait(60)
+        return x
 
 
 @nbserve.service(threads=2)
@@ -87,9 +96,17 @@ def in_progress(url: str, route: str) -> float:
     return sample(url, "bentoml_service_request_in_progress", endpoint=route)
 
 
-def send_and_hold(port: int, route: str, count: int) -> list[socket.socket]:
+def batches(url: str, api: str) -> tuple[float, float]:
+    """Rows and batches the dispatcher of `api` has sent out."""
+    rows = sample(url, "bentoml_service_adaptive_batch_size_sum", method_name=api)
+    return rows, sample(url, "bentoml_service_adaptive_batch_size_count", method_name=api)
+
+
+def send_and_hold(
+    port: int, route: str, count: int, payload: dict[str, Any] | None = None
+) -> list[socket.socket]:
     """`count` clients that send a request and then wait for an answer they never read."""
-    body = json.dumps({}).encode()
+    body = json.dumps(payload or {}).encode()
     request = (
         f"POST {route} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\n\r\n"
@@ -183,3 +200,32 @@ def test_worker_async_work_of_a_client_that_left_is_cancelled_in_the_worker(
         client.close()
         wait_until(lambda: list(tmp_path.glob("wait-cancelled-*")), "the worker to cancel it")
         wait_until(lambda: abandoned(handle.url, "/wait", "cancelled") == 1, "the count")
+
+
+@pytest.mark.parametrize("workers", [None, 1], ids=["inline", "1-worker"])
+def test_batched_work_of_clients_that_left_while_queued_is_withdrawn_and_never_batched(
+    workers: int | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One batch slot, held by the first request's batch: the other 19 wait in the batch queue.
+    Their clients leave: they are withdrawn (they never ran) and never join a later batch; the
+    first one's batch runs on, so its request counts as cancelled, not withdrawn."""
+    monkeypatch.setenv("NBSERVE_TEST_EVENTS", str(tmp_path))
+    started.clear()
+    release.clear()
+    service, running = (Busy, started.is_set) if workers is None else (Blocking, None)
+    with running_service(service) as handle:
+        url = handle.url
+        clients = send_and_hold(handle.port, "/block_rows", 20, {"x": [1]})
+        wait_until(lambda: in_progress(url, "/block_rows") == 20, "20 requests in flight")
+        wait_until(running or (lambda: list(tmp_path.glob("block-started-*"))), "a batch to run")
+        assert batches(url, "block_rows") == (1, 1)  # the first request alone; 19 rows queued
+        for client in clients:
+            client.close()
+        wait_until(lambda: abandoned(url, "/block_rows", "withdrawn") == 19, "19 withdrawn")
+        wait_until(lambda: in_progress(url, "/block_rows") == 0, "every request to end")
+        assert abandoned(url, "/block_rows", "cancelled") == 1
+        release.set()
+        (tmp_path / "release").touch()
+        r = httpx.post(url + "/block_rows", json={"x": [7]}, timeout=30)
+        assert (r.status_code, r.json()) == (200, [7])
+        assert batches(url, "block_rows") == (2, 2)  # its rows alone: none of the 19 was merged

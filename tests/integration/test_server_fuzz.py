@@ -1,6 +1,7 @@
 """Fuzzing: schemathesis generates requests from a running service's own `/docs.json` (valid
 and invalid bodies, odd types, unicode, multipart parts) and no request may get a 5xx, except
-from the API that raises on purpose. Bounded: a fixed number of examples per operation."""
+from the API that raises on purpose; inline and with two workers. Bounded: a fixed number of
+examples per operation."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import nbserve
 from nbserve.testing import running_service
 from nbserve.validators import DType, Shape
 
-EXAMPLES = 25  # per operation: ~25 operations x 25 requests, about half a minute
+EXAMPLES = 25  # per operation: ~25 operations x 25 requests, seconds per mode (a loaded CI: more)
 ON_PURPOSE = "POST /fail"
 
 
@@ -58,6 +59,10 @@ class Fuzzed:
     def tensor(self, arr: Annotated[np.ndarray, Shape((-1, 3)), DType("float32")]) -> np.ndarray:
         return arr.sum(axis=0)
 
+    @nbserve.api(batchable=True, max_batch_size=8)
+    def batched(self, x: list[float]) -> list[float]:
+        return [v * 2 for v in x]
+
     @nbserve.api
     def upload(self, doc: Path, label: str = "") -> dict[str, Any]:
         return {"size": doc.stat().st_size, "label": label}
@@ -90,9 +95,11 @@ class Fuzzed:
         return x * 2
 
 
-@pytest.fixture(scope="module")
-def schema() -> Iterator[Any]:
-    with running_service(Fuzzed) as handle:
+@pytest.fixture(scope="module", params=[None, 2], ids=["inline", "2-workers"])
+def schema(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """Inline, and in two worker processes: every value then crosses the pipes both ways
+    (pickled kwargs, results, stream items, errors), which inline calls never do."""
+    with running_service(Fuzzed, workers=request.param) as handle:
         yield schemathesis.openapi.from_url(handle.url + "/docs.json")
 
 

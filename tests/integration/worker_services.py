@@ -212,6 +212,12 @@ class Blocking:
         _released("release")
         return "done"
 
+    @nbserve.api(batchable=True, max_batch_size=4)
+    def block_rows(self, x: list[int]) -> list[int]:
+        _note("block-started")
+        _released("release")
+        return x
+
 
 @nbserve.service(workers=1)
 class Probed:

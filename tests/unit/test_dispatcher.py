@@ -11,6 +11,7 @@ import pytest
 
 from nbserve._runtime.execution.batching.cost import CostModel
 from nbserve._runtime.execution.batching.dispatcher import Dispatcher
+from nbserve._runtime.execution.executor import Withdrawn
 from nbserve.exceptions import ServiceUnavailable
 
 
@@ -291,6 +292,74 @@ def test_a_cancelled_request_is_skipped() -> None:
         assert list(await kept) == [6]
         await first
         assert model.batches == [1, 1]
+
+    run(scenario)
+
+
+def test_a_request_cancelled_in_the_queue_is_withdrawn_and_leaves_it_at_once() -> None:
+    """It never ran: `Withdrawn`; its rows stop counting against the queue bound at once and
+    never join a batch."""
+
+    async def scenario() -> None:
+        model = FakeModel(a=0.02)
+        d = dispatcher(model, max_batch_size=4, max_queue_batches=1)
+        first = asyncio.ensure_future(d.submit([1]))
+        await asyncio.sleep(0)  # in flight: the queue is empty again
+        gone = asyncio.ensure_future(d.submit([2, 2, 2]))
+        await asyncio.sleep(0)
+        assert d.stats()["queued_rows"] == 3
+        gone.cancel()
+        with pytest.raises(Withdrawn):
+            await gone
+        assert d.stats()["queued_rows"] == 0
+        # The bound (4 rows) has room for all of these only because the 3 rows left.
+        kept = [asyncio.ensure_future(d.submit([v])) for v in (3, 4, 5, 6)]
+        assert [list(await k) for k in kept] == [[6], [8], [10], [12]]
+        await first
+        assert model.batches == [1, 4]
+        assert d.shed == 0
+
+    run(scenario)
+
+
+def test_a_request_cancelled_behind_others_is_withdrawn_and_skipped() -> None:
+    async def scenario() -> None:
+        model = FakeModel(a=0.02)
+        d = dispatcher(model)
+        first = asyncio.ensure_future(d.submit([1]))
+        await asyncio.sleep(0)
+        before = asyncio.ensure_future(d.submit([3]))
+        gone = asyncio.ensure_future(d.submit([2, 2]))
+        after = asyncio.ensure_future(d.submit([5]))
+        await asyncio.sleep(0)
+        gone.cancel()
+        with pytest.raises(Withdrawn):
+            await gone
+        assert d.stats()["queued_rows"] == 2
+        assert [list(await before), list(await after)] == [[6], [10]]
+        await first
+        assert model.batches == [1, 2]
+
+    run(scenario)
+
+
+def test_a_request_cancelled_in_a_running_batch_is_not_withdrawn() -> None:
+    """Its batch runs on for the others (a plain `CancelledError`); a split request's tail still
+    queued leaves the queue."""
+
+    async def scenario() -> None:
+        model = FakeModel(a=0.02)
+        d = dispatcher(model, max_batch_size=4)
+        split = asyncio.ensure_future(d.submit(np.arange(6)))  # 4 rows go, 2 stay queued
+        await asyncio.sleep(0)
+        assert d.stats()["queued_rows"] == 2
+        split.cancel()
+        with pytest.raises(asyncio.CancelledError) as raised:
+            await split
+        assert not isinstance(raised.value, Withdrawn)
+        assert d.stats()["queued_rows"] == 0
+        await d.close()
+        assert model.batches == [4]  # the tail never ran
 
     run(scenario)
 

@@ -24,6 +24,11 @@ batch in flight per worker slot (`slots()`). How it decides, and why:
   slot wait (`max_batch_size × slots × max_queue_batches` rows); past that a request gets 503
   at once, naming the queue and its size, and `on_shed(reason)` is told (metrics, log). How
   long a request may wait in all is `traffic.timeout` (504), which cancels it in the queue.
+- **A caller that stops waiting takes its queued rows out at once** (its client left, or its
+  deadline passed): they no longer count against the queue bound nor in a hold's arithmetic,
+  and never join a batch. A request none of whose rows had left the queue raises `Withdrawn`
+  (it never ran, and `/metrics` says so); one already in a batch raises a plain
+  `CancelledError`: that batch runs on for its other requests, its answer for this one dropped.
 - **A failing batch falls back to one call per request.** When the requests of a batch cannot be
   merged (rows of different widths, say), or the API raises on the merged batch, each request
   is run on its own, so one bad request fails alone with its own error and the others are
@@ -44,6 +49,7 @@ from typing import Any
 
 from nbserve._runtime.execution.batching.containers import batch_size, merge, slice_rows, split
 from nbserve._runtime.execution.batching.cost import CostModel
+from nbserve._runtime.execution.executor import Withdrawn
 from nbserve.exceptions import NbserveError, ServiceUnavailable
 
 __all__ = ["Dispatcher"]
@@ -65,6 +71,8 @@ class _Request:
     parts: dict[int, Any] = field(default_factory=dict)
     """Output pieces of a split request, by the first row they answer."""
     answered: int = 0
+    taken: int = 0
+    """Rows taken into batches so far; the other `rows - taken` are still queued (one piece)."""
 
 
 @dataclass(eq=False)
@@ -145,10 +153,17 @@ class Dispatcher:
         self._note_arrival(now, rows)
         self._admit(rows)
         future: asyncio.Future[Any] = loop.create_future()
-        self._queue.append(_Piece(_Request(value, rows, future, now), 0, rows))
+        # This piece stays the request's one queued piece: a split takes rows off its head.
+        piece = _Piece(_Request(value, rows, future, now), 0, rows)
+        self._queue.append(piece)
         self._queued_rows += rows
         self._pump()
-        return await future
+        try:
+            return await future
+        except asyncio.CancelledError:
+            if self._withdraw(piece):
+                raise Withdrawn from None
+            raise
 
     def wake(self) -> None:
         """Capacity changed (a worker became ready): dispatch if a slot is now free."""
@@ -279,10 +294,32 @@ class Dispatcher:
         self._hold_over = True
         self._pump()
 
+    def _withdraw(self, piece: _Piece) -> bool:
+        """The caller of `piece`'s request stopped waiting: its rows still queued leave now.
+
+        True when none of its rows had been taken into a batch: the request never ran.
+        """
+        request = piece.request
+        if request.taken == request.rows:
+            return False  # all in batches already; `piece` is one of them and must stay whole
+        # `piece` is still in the queue (or was dropped there as settled, with no rows left):
+        # emptied, it counts for nothing until `_pump` or `_take` reaches it and drops it there
+        # (its future is done), which is O(1) where removing it from the middle would not be.
+        self._queued_rows -= piece.rows
+        piece.start = piece.stop
+        if self._queue and self._queue[0] is piece:  # dropped now: a drain must not wait on it
+            self._pump()
+        return request.taken == 0
+
     def _drop_answered(self) -> None:
         """Forget queued pieces whose request is already settled (cancelled by the caller, or failed)."""
         while self._queue and self._queue[0].request.future.done():
-            self._queued_rows -= self._queue.popleft().rows
+            self._drop_head()
+
+    def _drop_head(self) -> None:
+        piece = self._queue.popleft()
+        self._queued_rows -= piece.rows
+        piece.start = piece.stop  # counted out once: `_withdraw` may still see it
 
     def _take(self) -> tuple[list[_Piece], int]:
         pieces: list[_Piece] = []
@@ -290,7 +327,7 @@ class Dispatcher:
         while self._queue and rows < self.max_batch_size:
             piece = self._queue[0]
             if piece.request.future.done():
-                self._queued_rows -= self._queue.popleft().rows
+                self._drop_head()
                 continue
             room = self.max_batch_size - rows
             if piece.rows > room:  # split: this batch takes the head, the tail keeps its place
@@ -301,6 +338,7 @@ class Dispatcher:
                 pieces.append(self._queue.popleft())
                 taken = piece.rows
             rows += taken
+            piece.request.taken += taken
             self._queued_rows -= taken
         return pieces, rows
 
