@@ -207,26 +207,28 @@ class Worker:
             self.event_loop().call_soon_threadsafe(self.start_task, msg, sig, fn, running)
             return
         assert self.pool is not None
-        future = self.pool.submit(self.call_sync, msg, sig, fn, running)
-        with self.idle:
-            running.handle = future
-            cancelled = running.cancelled
-        if cancelled:
-            future.cancel()
-        future.add_done_callback(lambda f: self.finished(call_id, f.cancelled()))
+        self.attach(call_id, running, self.pool.submit(self.call_sync, msg, sig, fn, running))
 
     def start_task(
         self, msg: CallMsg, sig: Signature, fn: Callable[..., Any], running: _Running
     ) -> None:
         """On the worker's loop: run an async API as a task the server can cancel."""
-        call_id = msg["id"]
         task = asyncio.get_running_loop().create_task(self.call_async(msg, sig, fn, running))
+        self.attach(msg["id"], running, task)
+
+    def attach(
+        self,
+        call_id: int,
+        running: _Running,
+        handle: concurrent.futures.Future[None] | asyncio.Task[None],
+    ) -> None:
+        """Record where a call runs, so a `cancel` can reach it; one that came first applies now."""
         with self.idle:
-            running.handle = task
+            running.handle = handle
             cancelled = running.cancelled
         if cancelled:
-            task.cancel()
-        task.add_done_callback(lambda t: self.finished(call_id, t.cancelled()))
+            handle.cancel()
+        handle.add_done_callback(lambda h: self.finished(call_id, h.cancelled()))
 
     def finished(self, call_id: int, withdrawn: bool) -> None:
         if withdrawn:  # cancelled before its code ran: it still owes the server an answer
