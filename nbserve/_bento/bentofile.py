@@ -10,7 +10,8 @@ Which models: the store entries the service class, and every service it `depends
 as attributes (`BentoModel("iris")`, `nbserve.models.get("iris")`), plus any tag the source
 passes as a literal to `models.get(...)` or `BentoModel(...)` elsewhere (in `__init__`, say),
 resolved in the store at build time, so `iris:latest` becomes the concrete version the archive
-carries.
+carries. `HuggingFaceModel` attributes are packed as entries too (see `huggingface.py`) and
+listed as BentoML lists them, with `registry: huggingface`.
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ from __future__ import annotations
 import ast
 import dataclasses
 import re
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from nbserve._version import __version__
 
 if TYPE_CHECKING:
     from nbserve._bento.requirements import Requirements
+    from nbserve._models.huggingface import PackedModel
     from nbserve._models.model import Model
     from nbserve._sdk.service import Service
 
@@ -138,12 +141,14 @@ def bento_info(
     models: list[Model],
     requirements: Requirements,
     wheel: str | None,
+    packed: Sequence[PackedModel] = (),
 ) -> dict[str, Any]:
-    """The bento.yaml mapping, keys in BentoML's order."""
+    """The bento.yaml mapping, keys in BentoML's order. A packed `HuggingFaceModel` is listed
+    as BentoML lists one (`registry: huggingface`, the reference as metadata)."""
     from nbserve._bento.deploy import dockerfile_base_image
 
     config = service.config
-    tags = [str(m.tag) for m in models]
+    tags = [str(m.tag) for m in models] + [str(p.info.tag) for p in packed]
     return {
         "service": f"service:{variable}",
         "name": name,
@@ -159,6 +164,16 @@ def bento_info(
                 "metadata": _plain(m.info.metadata),
             }
             for m in models
+        ]
+        + [
+            {
+                "tag": str(p.info.tag),
+                "module": p.info.module,
+                "alias": None,
+                "registry": "huggingface",
+                "metadata": _plain(p.info.metadata),
+            }
+            for p in packed
         ],
         "entry_service": service.name,
         "services": [

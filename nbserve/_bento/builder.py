@@ -6,13 +6,16 @@ src/service.py              the %%serve cell(s) + captured helpers + imports (+ 
 env/python/requirements.txt, version.txt, install.sh, wheels/ (nbserve, when not from an index)
 env/docker/Dockerfile       deploy/kubernetes.yaml
 apis/openapi.yaml           apis/schema.json
-models/<name>/<version>/    the model-store entries the service uses, plus models/<name>/latest
+models/<name>/<version>/    the model-store entries the service uses, plus models/<name>/latest,
+                            and its HuggingFaceModel attributes' files, packed as entries too
 ```
 Every file is a function of the inputs (the code, the service's configuration, the installed
 versions, the model entries), never of the time or the directory, so building twice gives the
 same archive and the version is a hash of the content (see `archive.py`). The one field of a
 model entry that records a time, `creation_time` in its model.yaml, is set to the archive's
-fixed epoch in the copy, so re-saving the same model does not change the archive.
+fixed epoch in the copy, so re-saving the same model does not change the archive. A
+`HuggingFaceModel` class attribute is resolved here and its files packed the same way
+(`huggingface.pack`), so the bento serves where there is no Hugging Face cache or network.
 
 Three ways in, one archive: `export_service` (a kernel: `%serve export`, `nbserve.export`),
 `build_notebook` (a saved `.ipynb`: `nbserve build`) and `build_file` (a `service.py`).
@@ -37,7 +40,7 @@ from nbserve._bento.archive import Entry
 from nbserve._bento.bentofile import bento_info, bento_name, referenced_models, service_closure
 from nbserve._bento.capture import CapturedSource, capture
 from nbserve._bento.integrity import file_sha256
-from nbserve._bento.model_modules import model_modules
+from nbserve._bento.model_modules import entry_modules, model_modules
 from nbserve._bento.names import imported_modules
 from nbserve._bento.notebook_source import python_source, read_notebook
 from nbserve._bento.progress import notice, progress_bar
@@ -48,11 +51,12 @@ from nbserve._bento.requirements import (
     nbserve_wheel,
     resolve_requirements,
 )
+from nbserve._models.huggingface import PackedModel, class_references, model_files, pack
 from nbserve._sdk.service import Service
 from nbserve.exceptions import NbserveError
 
 if TYPE_CHECKING:
-    from nbserve._models.model import Model
+    from nbserve._models.model import Model, ModelInfo
 
 __all__ = [
     "BuildError",
@@ -118,23 +122,48 @@ def _verify_models(models: Sequence[Model], progress: bool | None) -> None:
             model.verify()
 
 
-def _model_files(models: Sequence[Model], progress: bool | None) -> dict[str, Entry]:
-    """The entries under `models/`, each with a `latest` file naming its version."""
+def _packed_models(service: Service[Any], progress: bool | None) -> list[PackedModel]:
+    """The `HuggingFaceModel` attributes of the service and those it depends on, resolved
+    and hashed (under a progress bar), each entry once, in a stable order."""
+    refs = [ref for svc in service_closure(service) for ref in class_references(svc.inner)]
+    total = sum(path.stat().st_size for ref in refs for path in model_files(ref).values())
+    found: dict[tuple[str, str], PackedModel] = {}
+    with progress_bar(total, "hashing models", progress) as bar:
+        for ref in refs:
+            packed = pack(ref, on_file=bar.update)
+            found.setdefault((packed.info.name, packed.info.version), packed)
+    return [found[key] for key in sorted(found)]
+
+
+def _entry_files(info: ModelInfo, sources: Mapping[str, Path]) -> dict[str, Entry]:
+    """One entry under `models/<name>/<version>/`: its model.yaml (dated at the archive's
+    epoch) and its files, whose hashes `info` holds, checked just before."""
+    prefix = f"models/{info.name}/{info.version}"
+    record = info.to_dict()
+    record["creation_time"] = datetime.fromtimestamp(REPRODUCIBLE_EPOCH, timezone.utc).isoformat()
+    files = {f"{prefix}/model.yaml": _text(_dump(record))}
+    for rel, sha in sorted(info.files.items()):
+        source = sources[rel]
+        # Just verified against this hash: no need to read the file again.
+        files[f"{prefix}/{rel}"] = Entry(
+            source, bool(source.stat().st_mode & 0o111), known_sha256=sha
+        )
+    return files
+
+
+def _model_files(
+    models: Sequence[Model], packed: Sequence[PackedModel], progress: bool | None
+) -> dict[str, Entry]:
+    """The entries under `models/`, each name with a `latest` file naming its version."""
     _verify_models(models, progress)
     files: dict[str, Entry] = {}
-    for model in models:
-        root = Path(model.path)
-        prefix = f"models/{model.name}"
-        info = model.info.to_dict()
-        info["creation_time"] = datetime.fromtimestamp(REPRODUCIBLE_EPOCH, timezone.utc).isoformat()
-        files[f"{prefix}/{model.version}/model.yaml"] = _text(_dump(info))
-        for rel, sha in sorted(model.info.files.items()):
-            source = root / rel
-            # Just verified against this hash: no need to read the file again.
-            files[f"{prefix}/{model.version}/{rel}"] = Entry(
-                source, bool(source.stat().st_mode & 0o111), known_sha256=sha
-            )
-        files[f"{prefix}/latest"] = _text(model.version)
+    entries: list[tuple[ModelInfo, Mapping[str, Path]]] = [
+        (m.info, {rel: Path(m.path) / rel for rel in m.info.files}) for m in models
+    ]
+    entries += [(p.info, p.sources) for p in packed]
+    for info, sources in sorted(entries, key=lambda e: (e[0].name, e[0].version)):
+        files.update(_entry_files(info, sources))
+        files[f"models/{info.name}/latest"] = _text(info.version)
     return files
 
 
@@ -182,6 +211,7 @@ def _requirements(
     service: Service[Any],
     captured: CapturedSource,
     models: Sequence[Model],
+    packed: Sequence[PackedModel],
     requirements_file: str | os.PathLike[str] | None,
 ) -> tuple[Requirements, dict[str, Entry]]:
     """What to pin: every module the code imports and every module its models need to load.
@@ -193,6 +223,10 @@ def _requirements(
     for model in models:
         for module in sorted(model_modules(model)):
             why.setdefault(module, []).append(f"to load model {model.tag}")
+    for hf in packed:
+        modules = entry_modules(hf.info.context.framework_versions, hf.sources.values())
+        for module in sorted(modules):
+            why.setdefault(module, []).append(f"to load model {hf.info.tag}")
     # What the services it depends on declare comes first, so the service's own wins.
     packages: list[str] = []
     for svc in reversed(service_closure(service)):
@@ -242,7 +276,8 @@ def build_bento(
     name = bento_name(service)
     config = service.config
     models = referenced_models(service, captured.text)
-    requirements, local = _requirements(service, captured, models, requirements_file)
+    packed = _packed_models(service, progress)
+    requirements, local = _requirements(service, captured, models, packed, requirements_file)
     wheel = nbserve_wheel(_wheel_cache(), progress=progress)
 
     files: dict[str, Entry] = {"src/service.py": _text(captured.text), **local}
@@ -251,7 +286,7 @@ def build_bento(
     files["env/python/install.sh"] = Entry(INSTALL_SH.encode(), executable=True)
     if wheel is not None:
         files[f"env/python/wheels/{wheel.name}"] = Entry(wheel)
-    files.update(_model_files(models, progress))
+    files.update(_model_files(models, packed, progress))
     files["apis/openapi.yaml"] = _text(_dump(service.openapi_spec))
     files["apis/schema.json"] = _text(_json(service.schema()))
     placeholder = archive.PLACEHOLDER  # the version is the hash of all these files
@@ -261,6 +296,7 @@ def build_bento(
         version=placeholder,
         variable=variable or service.inner.__name__,
         models=models,
+        packed=packed,
         requirements=requirements,
         wheel=wheel.name if wheel else None,
     )
@@ -272,7 +308,7 @@ def build_bento(
             version=placeholder,
             config=config,
             python_version=python,
-            models=bool(models),
+            models=bool(models or packed),
         )
     )
     files["deploy/kubernetes.yaml"] = _text(

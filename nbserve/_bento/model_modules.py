@@ -22,14 +22,14 @@ from __future__ import annotations
 import _compat_pickle
 import pickletools
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 if TYPE_CHECKING:
     from nbserve._models.model import Model
 
-__all__ = ["model_modules", "pickle_modules"]
+__all__ = ["entry_modules", "model_modules", "pickle_modules"]
 
 _PICKLE_SUFFIXES = frozenset({".pkl", ".pickle", ".joblib", ".pck"})
 _STRINGS = frozenset(
@@ -116,9 +116,16 @@ def model_modules(model: Model) -> set[str]:
     """
     key = (model.path, model.version, tuple(sorted(model.info.files.items())))
     if key not in _SEEN:
-        modules = set(model.info.context.framework_versions)
         root = Path(model.path)
-        for rel in sorted(model.info.files):
-            modules |= pickle_modules(root / rel)
-        _SEEN[key] = frozenset(m.split(".")[0] for m in modules if m)
+        paths = [root / rel for rel in sorted(model.info.files)]
+        _SEEN[key] = frozenset(entry_modules(model.info.context.framework_versions, paths))
     return set(_SEEN[key])
+
+
+def entry_modules(framework_versions: Mapping[str, str], paths: Iterable[Path]) -> set[str]:
+    """Top-level modules an entry with these frameworks and files needs (also for an entry
+    that is not in a store yet: a Hugging Face model a bento packs from its cache)."""
+    modules = set(framework_versions)
+    for path in paths:
+        modules |= pickle_modules(path)
+    return {m.split(".")[0] for m in modules if m}
