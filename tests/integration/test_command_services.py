@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -142,7 +143,7 @@ http.server.ThreadingHTTPServer(("127.0.0.1", port), Echo).serve_forever()
 """
 
 
-def _echo_service(folder: Path) -> type:
+def _echo_service(folder: Path, **options: Any) -> type:
     script = folder / "echo_server.py"
     script.write_text(_ECHO_SERVER)
     port = _free_port()
@@ -151,6 +152,7 @@ def _echo_service(folder: Path) -> type:
         cmd=[sys.executable, str(script), str(port), str(folder)],
         http={"proxy_port": port},
         endpoints={"livez": "/health"},
+        **options,
     )
     class Echo:
         pass
@@ -243,3 +245,14 @@ def test_restarts_give_up_after_repeated_failures(tmp_path: Path) -> None:
         assert "exited with code 7 before" in error
         assert "gave up after 5 restarts" in error
         assert httpx.get(handle.url + "/readyz").status_code == 503
+
+
+def test_one_command_whatever_the_workers(tmp_path: Path) -> None:
+    # BentoML 1.4.39 starts the command in worker 1 only (every worker proxies to it), or in
+    # every worker with replicate_process=True, all on one port; nbserve proxies from its one
+    # process and runs one command either way.
+    replicated = _echo_service(tmp_path, workers=2, replicate_process=True)
+    with nbserve.serve(replicated, workers=2) as handle:
+        assert httpx.get(handle.url + "/pid").status_code == 200
+        assert any("replicate_process=True is ignored" in line for line in handle.logs(100))
+    assert len((tmp_path / "pids").read_text().split()) == 1
