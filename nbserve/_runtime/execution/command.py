@@ -2,17 +2,32 @@
 
 As BentoML's proxy mode (`_bentoml_impl/server/proxy.py`): when the deployment starts, the
 command (from the instance's `__command__()`, else `@service(cmd=[...])`, with `$VAR`/`${VAR}`
-expanded from the environment) is started once, and the deployment becomes ready only when
+expanded from the environment) is started, and the deployment becomes ready only when
 `GET http://127.0.0.1:<proxy_port><livez>` answers 2xx (`http={"proxy_port": N}`, default
-8000; `endpoints={"livez": "/path"}`, default `/health`, or `<path_prefix>/livez`, as BentoML's) while the command runs; if the
-command exits first, the start fails with its exit code. Every request nbserve does not route
-itself (its APIs, `/readyz`, `/livez`, `/metrics`, `/schema.json`, ...) is forwarded to the
-command's port with its method, path, query, headers and body, and the answer streams back.
-nbserve's own `/livez` and `/readyz` answer 503 once the command has exited. The command is
-sent SIGTERM at stop, SIGKILL 30 s later. Its output goes to the service log.
+8000; `endpoints={"livez": "/path"}`, default `/health`, or `<path_prefix>/livez`, as
+BentoML's) while the command runs; if the command exits first, the start fails with its exit
+code. Every request nbserve does not route itself (its APIs, `/readyz`, `/livez`, `/metrics`,
+`/schema.json`, ...) is forwarded to the command's port with its method, path, query, headers
+and body; the body streams to the command as it arrives (counted against the server's
+`max_body_size`: a JSON 413 past it) and the answer streams back. The command's output goes to
+the service log.
 
-A command service always runs its instance in the server process (the command is the worker);
-request bodies are read whole (up to the server's body limit) before being forwarded.
+Where nbserve differs from BentoML 1.4.39 (README, "Coming from BentoML"):
+
+- The command is restarted when it exits while serving (BentoML leaves the proxy answering 503
+  until the server restarts): the exit and its code go to the service log, requests get a JSON
+  503 saying why and `/readyz` is 503 while it is down, and it is started again after a backoff
+  (0.1 s, doubling, at most 10 s, as the worker pool's) and is ready again once its health
+  endpoint answers. After `MAX_RESTART_FAILURES` runs in a row that exit (or answer 404) before
+  becoming ready, nbserve gives up: the 503s and `/livez` then say so and why.
+- One command, whatever `workers`: BentoML runs N proxy workers (default `min(16, cpus / 2)`)
+  and starts the command in worker 1 only; nbserve's proxy is one async process, so N proxies
+  would add nothing. `replicate_process=True` (a copy of the command per worker, all on one
+  port: only commands that bind with SO_REUSEPORT survive that on one machine) is logged as
+  ignored; give the command its own workers instead.
+
+A command service always runs its instance in the server process (the command is the worker).
+The command is sent SIGTERM at stop, SIGKILL 30 s later, and is not restarted.
 """
 
 from __future__ import annotations
