@@ -256,3 +256,15 @@ def test_one_command_whatever_the_workers(tmp_path: Path) -> None:
         assert httpx.get(handle.url + "/pid").status_code == 200
         assert any("replicate_process=True is ignored" in line for line in handle.logs(100))
     assert len((tmp_path / "pids").read_text().split()) == 1
+
+
+def test_a_client_that_leaves_mid_body_harms_nothing(tmp_path: Path) -> None:
+    with nbserve.serve(_echo_service(tmp_path)) as handle:
+        host, port = handle.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port))) as sock:
+            sock.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n")
+            sock.sendall(b"x" * 65536)
+            _wait_for((tmp_path / "first-bytes").exists, "the command saw the first bytes")
+        assert httpx.get(handle.url + "/pid").status_code == 200
+        assert httpx.post(handle.url + "/echo", content=b"abc").text.startswith("3 ")
+        assert not any("Traceback" in line for line in handle.logs(100))

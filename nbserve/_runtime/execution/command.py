@@ -283,6 +283,7 @@ class CommandProxyHandler(BaseHandler):
         self._upstream: asyncio.Task[httpx.Response] | None = None
         self._received = 0
         self._too_large = False
+        self._taken = False  # `_forward` owns the upstream answer (and closes it)
 
     def prepare(self) -> None:
         super().prepare()
@@ -315,6 +316,7 @@ class CommandProxyHandler(BaseHandler):
             content=content,
         )
         self._upstream = asyncio.create_task(client.send(upstream, stream=True))
+        self._upstream.add_done_callback(_retrieve)  # a failure nobody awaits is not an error
 
     async def data_received(self, chunk: bytes) -> None:
         self._received += len(chunk)
@@ -337,8 +339,8 @@ class CommandProxyHandler(BaseHandler):
             put.cancel()
 
     def _abandon(self) -> None:
-        if self._upstream is not None and not self._upstream.done():
-            self._upstream.cancel()
+        if self._upstream is not None and not self._taken:
+            self._upstream.cancel()  # nothing if it has its answer already: that is closed then
             self._upstream.add_done_callback(_close_response)
 
     async def _forward(self) -> None:
@@ -353,8 +355,11 @@ class CommandProxyHandler(BaseHandler):
             return
         if self._body is not None:
             await self._send_upstream(None)  # the end of the body
+        self._taken = True
         try:
             response = await self._upstream
+        except asyncio.CancelledError:
+            return  # `_abandon`: the client went away while its body was going upstream
         except httpx.TransportError as exc:
             self.reply_error(503, f"Upstream command at {self.command.base_url} unavailable: {exc}")
             return
@@ -384,6 +389,11 @@ class CommandProxyHandler(BaseHandler):
 async def _drain(queue: asyncio.Queue[bytes | None]) -> AsyncIterator[bytes]:
     while (chunk := await queue.get()) is not None:
         yield chunk
+
+
+def _retrieve(task: asyncio.Task[httpx.Response]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 def _close_response(task: asyncio.Task[httpx.Response]) -> None:
