@@ -102,6 +102,7 @@ class CommandProcess:
         self._pump: asyncio.Task[None] | None = None
         self._watcher: asyncio.Task[None] | None = None
         self._stopping = False
+        self._crash_code: int | None = None
 
     @property
     def alive(self) -> bool:
@@ -112,9 +113,8 @@ class CommandProcess:
         """Why requests get a 503 now (only meaningful while not `ready`)."""
         if self.gave_up is not None:
             return self.gave_up
-        code = self.process.returncode if self.process is not None else None
-        if code is not None:
-            return f"the command exited with code {code}; restarting it"
+        if self._crash_code is not None:  # kept through the restart's own start-up
+            return f"the command exited with code {self._crash_code}; restarting it"
         return "the command is starting; its health endpoint has not answered yet"
 
     def command(self, instance: Any) -> list[str]:
@@ -200,6 +200,7 @@ class CommandProcess:
             assert process is not None
             code = await process.wait()
             self.ready = False
+            self._crash_code = code
             if self._stopping_now():
                 return
             with contextlib.suppress(Exception):
@@ -226,6 +227,7 @@ class CommandProcess:
                     self.logger.warning("%s; restarting it again", exc)
                     await self._terminate()
                     continue
+                self._crash_code = None
                 failures = 0  # ready again: a later crash starts its backoff from the beginning
                 self.logger.info("%s: the command is ready again", self.service.name)
                 break
