@@ -37,7 +37,6 @@ _KEPT_KEYS = frozenset(
         "backlog",
         "max_runner_connections",
         "runner_connection",
-        "replicate_process",
         "extra_ports",
         "metrics",
         "logging",
@@ -175,6 +174,8 @@ def parse_service_config(options: dict[str, Any], *, where: str) -> ServiceConfi
         "description",
         "cmd",  # a command service (_runtime/execution/command.py)
         "endpoints",  # its health path: endpoints={"livez": ...}
+        # Read by the command service, which logs at start why it runs one copy anyway.
+        "replicate_process",
     }
     if set(options.get("http") or {}) <= {"proxy_port"}:
         known.add("http")  # http={"proxy_port": N}: where a command service listens

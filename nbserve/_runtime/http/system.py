@@ -69,9 +69,9 @@ class ProbeHandler(SystemHandler):
             self._send(b"\n", _PLAIN)  # alive while starting: __init__ may take minutes
             return
         command = deployment.command
-        if command is not None and not command.alive:  # `cmd=` services: the command exited
-            code = command.process.returncode if command.process is not None else None
-            self._send(f"The command exited (code {code})\n".encode(), _PLAIN, 503)
+        # `cmd=` services: not ready while the command is down; not live once restarts gave up.
+        if command is not None and not command.ready and (self.needs_ready or command.gave_up):
+            self._send(f"{command.down_reason}\n".encode(), _PLAIN, 503)
             return
         try:
             ok = await deployment.executor.check(self.probe)
