@@ -445,6 +445,7 @@ def test_a_bentoml_pytorch_module_loads_by_tag_as_bentoml_loads_it(
     assert model.info.origin == "bentoml"
     assert model.info.labels == {"team": "ml"}
     assert model.info.metadata == {"inputs": 4}
+    assert model.info.options == {"partial_kwargs": {}}
     assert model.info.context.framework_versions == {"torch": torch.__version__}
     assert model.custom_objects == {"classes": ["a", "b", "c"]}
     assert sorted(model.info.files) == ["custom_objects.pkl", "saved_model.pt"]
@@ -460,6 +461,7 @@ def test_bentoml_transformers_entries_load_by_tag_as_bentoml_loads_them(
     assert type(pipe).__name__ == torch_stores["pipe_class"]  # BentoML's saved pipeline class
     assert pipe(text) == torch_stores["pipe_out"]
     assert models.get("tiny-pipe").load()(text) == torch_stores["pipe_out"]
+    assert nbserve.transformers.get("tiny-pipe").info.options["task"] == "text-classification"
 
     tok = nbserve.transformers.load_model(str(torch_stores["tok"]))
     assert type(tok).__name__ == torch_stores["tok_class"]
