@@ -8,9 +8,10 @@ nbserve.transformers.save_model("encoder", AutoModel.from_pretrained(path))
 Everything is written with `save_pretrained` (weights in safetensors), so the same model
 saved from a new kernel keeps its version. A pipeline comes back through
 `transformers.pipeline(task, model=<entry dir>)`; a model, tokenizer or processor through its
-class's `from_pretrained`. Entries `bentoml.transformers` wrote into BentoML's store (its
-`v1`/`v2` layouts) load too. transformers is imported only when called; loading never
-reaches the Hub (`local_files_only`).
+class's `from_pretrained`. Entries `bentoml.transformers` wrote into BentoML's store load too
+(its `v2` layout, BentoML 1.4's: a pipeline comes back as the class BentoML recorded, a model
+or tokenizer through the recorded class). transformers is imported only when called; loading
+never reaches the Hub (`local_files_only`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ __all__ = ["get", "load_model", "save_model"]
 
 _FRAMEWORK = "transformers"
 _PRETRAINED_PICKLE = "pretrained.v2.pkl"  # bentoml.transformers' record of the class
+_PIPELINE_PICKLE = "pipeline.v2.pkl"  # ... and of a pipeline's class (a subclass stays one)
 
 
 def get(tag_like: str | Tag) -> Model:
@@ -97,15 +99,24 @@ def _pipeline(directory: Path, task: str, kwargs: dict[str, Any]) -> Any:
 def _load(directory: Path, info: ModelInfo, *args: Any, **kwargs: Any) -> Any:
     options = info.options
     if frameworks.is_bentoml(info):
-        if "_pretrained_class" in info.metadata:
-            import pickle
+        import pickle
 
+        if "_pretrained_class" in info.metadata:
             with open(directory / _PRETRAINED_PICKLE, "rb") as f:
                 cls = pickle.load(f)
+            kwargs.setdefault("local_files_only", True)  # as for nbserve's own entries
             return cls.from_pretrained(str(directory), *args, **kwargs)
-        return _pipeline(
-            directory, str(options.get("task")), {**options.get("kwargs", {}), **kwargs}
-        )
+        if args:
+            msg = "nbserve.transformers.load_model() of a pipeline takes keyword arguments only (they go to transformers.pipeline)."
+            raise InvalidArgument(msg)
+        given = {**options.get("kwargs", {}), **kwargs}
+        # BentoML pickles the pipeline's class (cloudpickle: by value when it was defined in a
+        # notebook) and builds that class again; transformers.pipeline alone would build the
+        # task's default class, losing a subclass's behaviour. (api_version v1 has no such file.)
+        if "pipeline_class" not in given and (directory / _PIPELINE_PICKLE).is_file():
+            with open(directory / _PIPELINE_PICKLE, "rb") as f:
+                given["pipeline_class"] = pickle.load(f)
+        return _pipeline(directory, str(options.get("task")), given)
     if options.get("kind") == "pipeline":
         if args:
             msg = "nbserve.transformers.load_model() of a pipeline takes keyword arguments only (they go to transformers.pipeline)."

@@ -1,8 +1,9 @@
 """Models saved by BentoML 1.4.39 itself, in its own store, used by tag from nbserve.
 
-BentoML (from .venv-bentoml) writes a scikit-learn estimator and a picklable object into a
-temporary `$BENTOML_HOME`; nbserve then finds them by tag, through `nbserve.models.get`
-(falling back to BentoML's store) and the framework modules, and loads what BentoML loads.
+BentoML (from .venv-bentoml) writes scikit-learn, XGBoost and LightGBM models, a picklable
+object, a torch module, and a transformers pipeline, model and tokenizer into a temporary
+`$BENTOML_HOME`; nbserve then finds them by tag, through `nbserve.models.get` (falling back to
+BentoML's store) and the framework modules, and loads what BentoML loads, for the same input.
 """
 
 from __future__ import annotations
@@ -304,3 +305,177 @@ def test_a_service_using_a_bentoml_store_model_exports_and_serves_without_it(
     finally:
         server.terminate()
         server.communicate(timeout=30)
+
+
+SAVE_TORCH_WITH_BENTOML = textwrap.dedent(
+    """
+    import json, sys, warnings
+    warnings.simplefilter("ignore")  # BentoML deprecates its pytorch/transformers modules
+    import torch, transformers
+    import bentoml
+
+    class Net(torch.nn.Module):  # defined in __main__: BentoML's cloudpickle stores it by value
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(4, 3)
+            self.register_buffer("scale", torch.tensor([2.0]))
+
+        def forward(self, x):
+            return torch.softmax(self.lin(x) * self.scale, dim=-1)
+
+    torch.manual_seed(0)
+    x = torch.arange(8, dtype=torch.float32).reshape(2, 4)
+    net = bentoml.pytorch.save_model(
+        "net", Net().eval(), labels={"team": "ml"}, metadata={"inputs": 4},
+        custom_objects={"classes": ["a", "b", "c"]},
+    )
+    # torch >= 2.6 loads weights only by default, which refuses BentoML's pickled module.
+    net_out = bentoml.pytorch.load_model(net.tag, weights_only=False)(x).tolist()
+
+    # A tiny BERT and a tokenizer over a local vocabulary: nothing comes from the Hub.
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "hello", "good", "bad", "movie"]
+    tok = transformers.BertTokenizer(vocab={w: i for i, w in enumerate(words)})
+    config = transformers.BertConfig(
+        vocab_size=len(words), hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=16, max_position_embeddings=32, num_labels=2,
+    )
+    bert = transformers.BertForSequenceClassification(config).eval()
+
+    class Tagged(transformers.TextClassificationPipeline):  # BentoML keeps the class
+        def __call__(self, *args, **kwargs):
+            return [{**r, "via": "Tagged"} for r in super().__call__(*args, **kwargs)]
+
+    pipe = transformers.pipeline(
+        "text-classification", model=bert, tokenizer=tok, pipeline_class=Tagged
+    )
+    # BentoML 1.4.39 predates transformers 5, which dropped TensorFlow and Flax: it asks for
+    # both. transformers swaps its module object in sys.modules on lazy imports, hence here.
+    tf = sys.modules["transformers"]
+    for name in ("is_flax_available", "is_tf_available"):
+        if not hasattr(tf.utils, name):
+            setattr(tf.utils, name, lambda: False)
+    for name in ("TFPreTrainedModel", "FlaxPreTrainedModel"):
+        if not hasattr(tf, name):
+            setattr(tf, name, type(name, (), {}))
+    text = "hello good movie"
+    pipe_tag = bentoml.transformers.save_model("tiny-pipe", pipe).tag
+    bert_tag = bentoml.transformers.save_model("tiny-bert", bert).tag
+    tok_tag = bentoml.transformers.save_model("tiny-tok", tok).tag
+    ids = bentoml.transformers.load_model(tok_tag)(text, return_tensors="pt")
+    with torch.no_grad():
+        logits = bentoml.transformers.load_model(bert_tag)(**ids).logits.tolist()
+    print(json.dumps({
+        "net": str(net.tag),
+        "net_out": net_out,
+        "pipe": str(pipe_tag),
+        "pipe_out": bentoml.transformers.load_model(pipe_tag)(text),
+        "pipe_class": type(bentoml.transformers.load_model(pipe_tag)).__name__,
+        "bert": str(bert_tag),
+        "bert_class": type(bentoml.transformers.load_model(bert_tag)).__name__,
+        "logits": logits,
+        "tok": str(tok_tag),
+        "tok_class": type(bentoml.transformers.load_model(tok_tag)).__name__,
+        "ids": ids["input_ids"].tolist(),
+    }))
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def torch_home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, object]]:
+    """BentoML's store holding a torch module, a transformers pipeline, model and tokenizer."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    home = tmp_path_factory.mktemp("bentoml-torch-home")
+    python = bentoml_python()
+    probe = [str(python), "-c", "import torch, transformers"]
+    if subprocess.run(probe, capture_output=True, check=False).returncode:
+        pytest.fail(
+            "torch or transformers is missing from .venv-bentoml; run `bash scripts/setup` again",
+            pytrace=False,
+        )
+    env = {
+        "BENTOML_HOME": str(home),
+        "BENTOML_DO_NOT_TRACK": "true",
+        "HF_HUB_OFFLINE": "1",
+        "PATH": "/usr/bin:/bin",
+    }
+    done = subprocess.run(
+        [str(python), "-c", SAVE_TORCH_WITH_BENTOML],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return home, json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture
+def torch_stores(
+    torch_home: tuple[Path, dict[str, object]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> dict[str, object]:
+    home, saved = torch_home
+    monkeypatch.setenv("BENTOML_HOME", str(home))
+    monkeypatch.setenv("NBSERVE_HOME", str(tmp_path / "nbserve-home"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("NBSERVE_MODEL_STORE", raising=False)
+    monkeypatch.delenv("NBSERVE_BENTOML_STORE", raising=False)
+    return saved
+
+
+def test_a_bentoml_pytorch_module_loads_by_tag_as_bentoml_loads_it(
+    torch_stores: dict[str, object],
+) -> None:
+    import torch
+
+    tag = str(torch_stores["net"])
+    x = torch.arange(8, dtype=torch.float32).reshape(2, 4)
+    expected = np.array(torch_stores["net_out"])
+    net = nbserve.pytorch.load_model(tag)  # a class from BentoML's __main__, by value
+    np.testing.assert_allclose(net(x).detach().numpy(), expected, rtol=1e-6)
+    by_name = models.get("net").load()  # BentoML's `latest`, through nbserve.models
+    np.testing.assert_allclose(by_name(x).detach().numpy(), expected, rtol=1e-6)
+
+    model = nbserve.pytorch.get(tag)
+    assert model.info.module == "bentoml.pytorch"
+    assert model.info.origin == "bentoml"
+    assert model.info.labels == {"team": "ml"}
+    assert model.info.metadata == {"inputs": 4}
+    assert model.info.options == {"partial_kwargs": {}}
+    assert model.info.context.framework_versions == {"torch": torch.__version__}
+    assert model.custom_objects == {"classes": ["a", "b", "c"]}
+    assert sorted(model.info.files) == ["custom_objects.pkl", "saved_model.pt"]
+
+
+def test_bentoml_transformers_entries_load_by_tag_as_bentoml_loads_them(
+    torch_stores: dict[str, object],
+) -> None:
+    import torch
+
+    text = "hello good movie"
+    pipe = nbserve.transformers.load_model(str(torch_stores["pipe"]))
+    assert type(pipe).__name__ == torch_stores["pipe_class"]  # BentoML's saved pipeline class
+    assert pipe(text) == torch_stores["pipe_out"]
+    assert models.get("tiny-pipe").load()(text) == torch_stores["pipe_out"]
+    assert nbserve.transformers.get("tiny-pipe").info.options["task"] == "text-classification"
+
+    tok = nbserve.transformers.load_model(str(torch_stores["tok"]))
+    assert type(tok).__name__ == torch_stores["tok_class"]
+    ids = tok(text, return_tensors="pt")
+    assert ids["input_ids"].tolist() == torch_stores["ids"]
+    bert = nbserve.transformers.load_model(str(torch_stores["bert"]))
+    assert type(bert).__name__ == torch_stores["bert_class"]
+    with torch.no_grad():
+        logits = models.get("tiny-bert").load()(**ids).logits
+    np.testing.assert_allclose(logits.numpy(), np.array(torch_stores["logits"]), rtol=1e-5)
+
+    model = nbserve.transformers.get(str(torch_stores["bert"]))
+    assert model.info.module == "bentoml.transformers"
+    assert model.info.api_version == "v2"
+    assert model.info.metadata["_pretrained_class"] == "BertForSequenceClassification"
+    with pytest.raises(NotFound, match=r"not loading with nbserve\.pytorch"):
+        nbserve.pytorch.load_model(model.tag)
