@@ -17,8 +17,9 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 
     uvloop is the default because a sync API's request pays two loop wake-ups (the hop to the
     API thread and back) plus Tornado's reads and writes, and uvloop does those in C: on
-    benchmarks/serving.py (mlp, 64 connections, same run) inline unbatched went from 0.84× to
-    1.00× plain Tornado, and one connection's p50 from 1.14× to 1.03×. `asyncio` forces asyncio's
+    benchmarks/serving.py (mlp, inline unbatched, 64 connections) it beat asyncio's loop in four of
+    five same-run comparisons (0.91× vs 0.86× plain Tornado on a quiet machine), with 1–12 % less
+    CPU per request; the shared 2-core machine's noise is of the same order. `asyncio` forces asyncio's
     loop (a debugging aid, or to rule uvloop out); `uvloop` requires it (an error without it).
     """
     choice = os.environ.get("NBSERVE_EVENT_LOOP", "").lower()
