@@ -15,7 +15,8 @@ is `{"x": [[64 floats]]}`, one row. Every server runs in its own process, with o
   floor of HTTP cost. Unbatched only.
 - `bentoml`: the same service under `bentoml serve` (1 worker, BentoML's default).
 - `inline`, `1w`, `2w`: `nbserve.serve(...)` with the instance in the server process, or with 1 or 2
-  worker processes; `inline-uv`: `inline` on uvloop's event loop (`NBSERVE_EVENT_LOOP=uvloop`).
+  worker processes (on uvloop's event loop, the server's default); `inline-asyncio`: `inline` on
+  asyncio's loop (`NBSERVE_EVENT_LOOP=asyncio`), to see what uvloop is worth.
 
 Unbatched rows call `/predict`; batched rows call `/predict_batched` (max_batch_size=64,
 max_latency_ms=1000 on both nbserve and BentoML). All servers of a workload run at once (idle
@@ -59,7 +60,7 @@ ENV = {
     "MKL_NUM_THREADS": "1",
     "PYTHONUNBUFFERED": "1",
 }
-TARGETS = ("tornado", "bentoml", "inline", "inline-uv", "1w", "2w")
+TARGETS = ("tornado", "bentoml", "inline", "inline-asyncio", "1w", "2w")
 DEFAULT_TARGETS = ("tornado", "bentoml", "inline", "1w", "2w")
 ROUTES = {"unbatched": "/predict", "batched": "/predict_batched", "batched+hog": "/predict_batched"}
 MODES = ("unbatched", "batched", "batched+hog")
@@ -145,8 +146,8 @@ def server(target: str, workload: str) -> Iterator[str]:
     else:
         kind = "tornado" if target == "tornado" else "nbserve"
         workers = {"inline": 0, "1w": 1, "2w": 2}.get(target, 0)
-        if target == "inline-uv":  # the same, on uvloop's event loop (pip install uvloop)
-            env["NBSERVE_EVENT_LOOP"] = "uvloop"
+        if target == "inline-asyncio":  # the same, on asyncio's event loop instead of uvloop's
+            env["NBSERVE_EVENT_LOOP"] = "asyncio"
         cmd = [
             sys.executable,
             str(Path(__file__)),
@@ -312,7 +313,7 @@ def issue_targets(results: dict[tuple[str, str, int], Result], connections: list
         lines.append(
             f"inline unbatched ×tornado at {top} conns: {verdict(inline.rps / base_top.rps, 0.9, True)}"
         )
-    for target in ("inline", "inline-uv", "1w", "2w"):
+    for target in ("inline", "inline-asyncio", "1w", "2w"):
         unbatched, batched = (
             results.get((target, "unbatched", one)),
             results.get((target, "batched", one)),
