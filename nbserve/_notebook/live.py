@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from nbserve._client import SyncHTTPClient
     from nbserve._notebook.registry import Registry
     from nbserve._notebook.tester.widget import RequestTester
+    from nbserve._runtime.execution.composition import DependencyMode
     from nbserve._runtime.server import ServiceHandle
     from nbserve._sdk.service import Service
 
@@ -40,12 +41,14 @@ class ServeOptions:
     port: int = 0
     workers: int | None = None
     token: TokenMode = "none"
+    dependencies: DependencyMode = "auto"
 
     def restarts(self, other: ServeOptions, bound_port: int) -> bool:
         """Whether serving with `other` needs a new server instead of a swap into this one."""
         if other.port not in (0, bound_port):
             return True
-        return (other.host, other.workers, other.token) != (self.host, self.workers, self.token)
+        mine = (self.host, self.workers, self.token, self.dependencies)
+        return (other.host, other.workers, other.token, other.dependencies) != mine
 
 
 @dataclass(frozen=True)

@@ -255,6 +255,12 @@ class ServeMagics(Magics):
         metavar="N",
         help="serve from N worker processes instead of inline in the kernel",
     )
+    @_argument(
+        "--dependencies",
+        choices=("auto", "workers", "inline"),
+        default="auto",
+        help="workers: depended services that declare workers or resources get their own worker pools, as outside a notebook; inline: every dependency runs in the kernel; auto (the default): inline in a notebook unless $NBSERVE_DEPENDENCIES says otherwise",
+    )
     @_argument("--no-display", action="store_true", help="do not show the status output")
     @_argument(
         "--no-tester",
@@ -294,7 +300,11 @@ class ServeMagics(Magics):
             raise UsageError(str(exc)) from None
         service.source = cell
         options = ServeOptions(
-            host=args.host, port=args.port, workers=args.workers, token=args.token
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            token=args.token,
+            dependencies=args.dependencies,
         )
         name = args.name or service.name
         progress = None if args.no_display else display.ProgressDisplay(name)  # workers only

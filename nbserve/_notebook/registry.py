@@ -3,7 +3,8 @@
 Each name maps to a `LiveService` (`live.py`): the runtime's `ServiceHandle` plus what only the
 notebook knows (versions, options, token, display id, discovery file). Re-serving a name swaps the new version into
 the running server (same port, no failed request: the runtime drains the old deployment), or,
-when an option that fixes the server changed (`--host`, `--port`, `--workers`, `--token`),
+when an option that fixes the server changed (`--host`, `--port`, `--workers`, `--token`,
+`--dependencies`),
 stops it and starts a new one. `rollback()` swaps back to the previous version.
 
 Threads: anything here may be called from the kernel's main thread, a widget callback on a
@@ -76,6 +77,7 @@ def _start(
         host=options.host,
         port=port,
         workers=options.workers,
+        dependencies=options.dependencies,
         token=token,
         name=name,
         # The Jupyter server extension's way in (status, logs, stop), read from the discovery file.

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from nbserve._runtime.execution.batching.api_batcher import APIBatcher, batchers_for
 from nbserve._runtime.execution.command import CommandProcess, has_command
-from nbserve._runtime.execution.composition import DependencyPools
+from nbserve._runtime.execution.composition import DependencyMode, DependencyPools
 from nbserve._runtime.execution.executor import Executor, InlineExecutor
 from nbserve._runtime.execution.task_store import TaskStore, task_concurrency
 from nbserve._runtime.execution.traffic import RouteStats, Traffic
@@ -80,6 +80,7 @@ class Deployment:
         executor: Executor | None = None,
         workers: int | None = None,
         debug: bool = False,
+        dependencies: DependencyMode = "auto",
     ) -> None:
         config = service.config
         self.service = service
@@ -89,7 +90,7 @@ class Deployment:
         )
         self.prefix = config.path_prefix
         # Depended services with their own workers/resources: their own pools (composition.py).
-        self.dependencies = DependencyPools(service, log.logger)
+        self.dependencies = DependencyPools(service, log.logger, dependencies)
         # `cmd=` / `__command__`: the command runs as the worker, other paths proxy to it.
         self.command = CommandProcess(service, log.logger) if has_command(service) else None
         self.state: DeploymentState = "created"

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
     from nbserve._client import SyncHTTPClient
     from nbserve._notebook.tester.widget import RequestTester
+    from nbserve._runtime.execution.composition import DependencyMode
     from nbserve._runtime.http.connections import ConnectionLimits
     from nbserve._runtime.server import Server, State
     from nbserve._sdk.service import Service
@@ -170,6 +171,7 @@ def serve(
     working_dir: str | None = None,
     admin_secret: str | None = None,
     on_admin_stop: Callable[[], None] | None = None,
+    dependencies: DependencyMode = "auto",
 ) -> ServiceHandle:
     """Serve `service` over HTTP from a background thread and return its handle at once.
 
@@ -183,7 +185,10 @@ def serve(
     is the person who wrote the service. As a context manager the handle waits until the
     service is ready and stops it on exit (`with nbserve.serve("service:Echo") as handle: ...`).
     `admin_secret` / `on_admin_stop` open the admin routes the Jupyter server extension uses
-    (the notebook registry passes them; see admin.py).
+    (the notebook registry passes them; see admin.py). `dependencies`: `"workers"` gives
+    depended services that declare `workers`/`resources` their own worker pools also in a
+    notebook, `"inline"` keeps them all in this process, `"auto"` (the default) does the former
+    outside a notebook and the latter in one (or what `$NBSERVE_DEPENDENCIES` says).
     """
     if debug is None:
         from nbserve._kernel import in_kernel
@@ -207,6 +212,7 @@ def serve(
         limits=limits,
         admin_secret=admin_secret,
         on_admin_stop=on_admin_stop,
+        dependencies=dependencies,
     )
     server.start()
     return ServiceHandle(server)

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
 from nbserve._runtime.deployment import Deployment
+from nbserve._runtime.execution.composition import DependencyMode, check_mode
 from nbserve._runtime.handle import DEFAULT_MAX_BODY_SIZE, ServiceHandle
 from nbserve._runtime.http.application import Application
 from nbserve._runtime.http.connections import ConnectionLimits, HTTPServer
@@ -64,7 +65,9 @@ class Server:
         limits: ConnectionLimits | None = None,
         admin_secret: str | None = None,
         on_admin_stop: Callable[[], None] | None = None,
+        dependencies: DependencyMode = "auto",
     ) -> None:
+        self.dependencies = check_mode(dependencies)
         if (
             isinstance(max_body_size, bool)
             or not isinstance(max_body_size, int)
@@ -92,7 +95,9 @@ class Server:
         self.port: int = self._sockets[0].getsockname()[1]
         self.log = ServiceLog(self.name)
         try:
-            self.deployment = Deployment(service, log=self.log, workers=workers, debug=debug)
+            self.deployment = Deployment(
+                service, log=self.log, workers=workers, debug=debug, dependencies=dependencies
+            )
         except BaseException:
             self.log.close()
             for sock in self._sockets:
@@ -334,7 +339,13 @@ class Server:
     async def _swap_locked(self, service: Service[Any], timeout: float) -> None:
         if self._starting is not None and not self._starting.done():
             await asyncio.wait({self._starting})
-        new = Deployment(service, log=self.log, workers=self.workers, debug=self.debug)
+        new = Deployment(
+            service,
+            log=self.log,
+            workers=self.workers,
+            debug=self.debug,
+            dependencies=self.dependencies,
+        )
         await new.start()  # raises on failure, and the old deployment stays current
         old, self.deployment = self.deployment, new
         self.server_header = _server_header(service)

@@ -117,6 +117,15 @@ def test_nbserve_dependencies_inline_keeps_every_dependency_in_process(
         assert Pool.name not in handle.stats()
 
 
+def test_serve_dependencies_inline_keeps_them_in_process_and_a_typo_is_refused() -> None:
+    with nbserve.serve(Front, dependencies="inline") as handle:
+        assert handle.dependencies() == {}
+        with handle.client() as client:
+            assert client.where()["pool"] == os.getpid()
+    with pytest.raises(ValueError, match="dependencies='pool'"):
+        nbserve.serve(Front, dependencies="pool")  # type: ignore[arg-type]
+
+
 def test_in_a_notebook_dependencies_stay_in_process_unless_asked(tmp_path: Path) -> None:
     here = str(Path(__file__).resolve().parent)
     cells = [
@@ -129,8 +138,15 @@ def test_in_a_notebook_dependencies_stay_in_process_unless_asked(tmp_path: Path)
         "os.environ['NBSERVE_DEPENDENCIES'] = 'workers'\n"
         "with nbserve.serve(Front) as handle, handle.client() as client:\n"
         "    pools = handle.dependencies()\n"
-        "    apart = (len(pools['Pool']['workers']), client.where()['pool'] != os.getpid())",
-        "print(inline, apart)",
+        "    apart = (len(pools['Pool']['workers']), client.where()['pool'] != os.getpid())\n"
+        "del os.environ['NBSERVE_DEPENDENCIES']",
+        # ...or asked in the cell that serves it.
+        "%%serve --dependencies workers --no-display --no-tester\nfrom composition_services import Front",
+        "live = nbserve.services()['Front']\n"
+        "asked = (len(live.handle.dependencies()['Pool']['workers']),\n"
+        "         live.handle.client().where()['pool'] != os.getpid())\n"
+        "nbserve.stop_all()",
+        "print(inline, apart, asked)",
     ]
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
     NotebookClient(
@@ -138,7 +154,7 @@ def test_in_a_notebook_dependencies_stay_in_process_unless_asked(tmp_path: Path)
     ).execute()
     outputs = [o for cell in nb.cells for o in cell.get("outputs", [])]
     texts = [o.get("text", "") for o in outputs if o.get("output_type") == "stream"]
-    assert texts == ["({}, True) (2, True)\n"], outputs
+    assert texts == ["({}, True) (2, True) (2, True)\n"], outputs
 
 
 def test_a_hot_swap_moves_to_a_new_pool_and_keeps_answering(

@@ -9,6 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import nbserve
 from nbserve._runtime.execution.composition import (
+    check_mode,
     devices_needed,
     merge_metrics,
     runs_apart,
@@ -64,6 +65,25 @@ def test_runs_apart_follows_the_declaration_and_the_mode(monkeypatch: pytest.Mon
     assert [runs_apart(s) for s in (Pooled, WithResources, Bare)] == [True, True, False]
     monkeypatch.setenv("NBSERVE_DEPENDENCIES", "inline")
     assert [runs_apart(s) for s in (Pooled, WithResources, Bare)] == [False, False, False]
+    # The argument (serve(dependencies=...), %%serve --dependencies) wins over the environment.
+    assert [runs_apart(s, "workers") for s in (Pooled, WithResources, Bare)] == [True, True, False]
+    monkeypatch.setenv("NBSERVE_DEPENDENCIES", "workers")
+    assert [runs_apart(s, "inline") for s in (Pooled, WithResources, Bare)] == [False] * 3
+
+
+def test_an_unknown_mode_is_refused_naming_the_choices(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(
+        ValueError, match=r"dependencies='pools': use 'auto' .* 'workers' .* 'inline'"
+    ):
+        check_mode("pools")
+    monkeypatch.setenv("NBSERVE_DEPENDENCIES", "Pools")
+
+    @nbserve.service(workers=2)
+    class Pooled:
+        pass
+
+    with pytest.raises(ValueError, match="dependencies='pools'"):
+        runs_apart(Pooled)
 
 
 def test_merged_metrics_have_one_family_per_name() -> None:

@@ -21,7 +21,9 @@ path is the one every client already uses):
 
 A depended service runs apart when it declares `workers=` or `resources=`, except in a notebook
 kernel, where the in-process instance stays (fast edit-run loops, no extra processes) unless
-`NBSERVE_DEPENDENCIES=workers`; `NBSERVE_DEPENDENCIES=inline` keeps every dependency in process.
+asked: `serve(..., dependencies="workers")` (`%%serve --dependencies workers`) or
+`NBSERVE_DEPENDENCIES=workers`. `"inline"` keeps every dependency in process. The argument wins
+over the environment variable, which applies when the argument is `"auto"` (the default).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import asyncio
 import math
 import os
 import secrets
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from nbserve._kernel import in_kernel
 from nbserve._sdk.remote import Endpoint, register_endpoint, unregister_endpoint
@@ -42,15 +44,34 @@ if TYPE_CHECKING:
     from nbserve._runtime.server import Server
     from nbserve._sdk.service import Service
 
-__all__ = ["DependencyPools", "devices_needed", "merge_metrics", "runs_apart", "share_devices"]
+__all__ = [
+    "DependencyMode",
+    "DependencyPools",
+    "check_mode",
+    "devices_needed",
+    "merge_metrics",
+    "runs_apart",
+    "share_devices",
+]
 
 MODE_ENV = "NBSERVE_DEPENDENCIES"
+DependencyMode = Literal["auto", "inline", "workers"]
+_MODES: tuple[str, ...] = get_args(DependencyMode)
 START_TIMEOUT_S = 300.0
 
 
-def runs_apart(service: Service[Any]) -> bool:
+def check_mode(mode: object) -> DependencyMode:
+    """`mode` if it is one of the modes, else a ValueError naming the value and the choices."""
+    if mode not in _MODES:
+        msg = f"dependencies={mode!r}: use 'auto' (own worker pools for depended services that declare workers or resources, except in a notebook), 'workers' (also in a notebook) or 'inline' (every dependency in this process)"
+        raise ValueError(msg)
+    return mode  # type: ignore[return-value]  # checked against the Literal's values above
+
+
+def runs_apart(service: Service[Any], mode: DependencyMode = "auto") -> bool:
     """Whether depended `service` gets its own worker pool (see the module docstring)."""
-    mode = os.environ.get(MODE_ENV, "").strip().lower()
+    if mode == "auto":
+        mode = check_mode(os.environ.get(MODE_ENV, "").strip().lower() or "auto")
     if mode == "inline":
         return False
     config = service.config
@@ -87,7 +108,9 @@ def share_devices(
 class DependencyPools:
     """The internal servers of one deployment's depended services that run apart."""
 
-    def __init__(self, service: Service[Any], logger: logging.Logger) -> None:
+    def __init__(
+        self, service: Service[Any], logger: logging.Logger, mode: DependencyMode = "auto"
+    ) -> None:
         self.logger = logger
         self.services: list[Service[Any]] = []
         self._declared = list(service.dependencies.values())
@@ -95,7 +118,7 @@ class DependencyPools:
         seen: set[str] = set()
         for dependency in self._declared:
             on = dependency.on
-            if on is not None and on.name not in seen and runs_apart(on):
+            if on is not None and on.name not in seen and runs_apart(on, mode):
                 seen.add(on.name)
                 self.services.append(on)
         self.servers: dict[str, Server] = {}
