@@ -120,7 +120,7 @@ class Deployment:
         self.system_routes: dict[str, type[SystemHandler]] = system_routes(self.prefix)
         self.system_cache: dict[str, bytes] = {}
         """Bodies of the system routes that never change (schema, OpenAPI, docs page)."""
-        # `@task` APIs: their extra routes and the store of submitted tasks (tasks.py).
+        # `@task` APIs: their extra routes and the store of submitted tasks (http/tasks.py, execution/task_store.py).
         self.task_routes: dict[str, TaskRoute] = task_routes(self.prefix, service.apis.values())
         self.tasks = TaskStore(
             self.call,

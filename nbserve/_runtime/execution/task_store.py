@@ -1,6 +1,6 @@
 """Background tasks of `@task` APIs: an in-memory store per deployment (bentoml.md §2.8).
 
-For a task API at `<route>` the server adds (handlers in `task_handlers.py`):
+For a task API at `<route>` the server adds (handlers in `http/tasks.py`):
 
 | route | answer |
 |---|---|

@@ -1,6 +1,6 @@
 """The HTTP side of `@task` APIs: `<route>/submit`, `/status`, `/get`, `/retry`, `/cancel`.
 
-What each route answers, and how tasks run and are kept, is in `tasks.py`. The handlers derive
+What each route answers, and how tasks run and are kept, is in `execution/task_store.py`. The handlers derive
 from `APIHandler` to decode a submitted body exactly as a direct call's (same content types,
 same 400s) and to replay a result exactly as a direct call would send it (`ctx.response`
 included). Errors are nbserve's JSON object; the messages start with BentoML's wording
