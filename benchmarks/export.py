@@ -54,7 +54,7 @@ class Embedder:
 CHILD = """
 import hashlib, json, sys, time
 from pathlib import Path
-from nbserve._bento.builder import build_file
+from nbserve._bento.sources import build_file
 work, rounds = Path(sys.argv[1]), int(sys.argv[2])
 times, digests = [], []
 for i in range(1 + rounds):

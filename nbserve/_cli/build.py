@@ -48,7 +48,7 @@ def register(commands: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nbserve._bento.builder import build_file, build_notebook
+    from nbserve._bento.sources import build_file, build_notebook
     from nbserve.exceptions import NbserveError
 
     file, sep, named = str(args.target).rpartition(":")

@@ -14,9 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from nbserve._bento.builder import BuildError, build_bento, export_service
-from nbserve._bento.capture import CapturedSource
-from nbserve._bento.names import imported_modules
+from nbserve._bento.builder import BuildError
+from nbserve._bento.sources import build_source, export_service
 from nbserve._sdk.service import Service
 
 __all__ = ["export"]
@@ -73,14 +72,12 @@ def export(
     if module is None or file is None:
         msg = f"cannot find the source of {service.name}: it was defined neither in a notebook nor in a file; define it in a .py file or a notebook cell and export again"
         raise BuildError(msg)
-    text = inspect.getsource(module)
     variable = next((k for k, v in vars(module).items() if v is service), service.inner.__name__)
-    captured = CapturedSource(text=text, modules=imported_modules(text))
-    return build_bento(
+    return build_source(
         service,
-        captured,
+        inspect.getsource(module),
+        variable,
         out_dir,
-        variable=variable,
-        requirements_file=requirements,
+        requirements=requirements,
         progress=progress,
     )

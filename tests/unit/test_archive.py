@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from nbserve._bento import archive, builder
+from nbserve._bento import archive, builder, sources
 from nbserve._bento.archive import ArchiveError, Entry
 from nbserve._bento.capture import CapturedSource
 
@@ -39,7 +39,7 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def build(source: str, out: Path) -> Path:
-    variable, service = builder.load_source(source, "Echo")
+    variable, service = sources.load_source(source, "Echo")
     captured = CapturedSource(text=source, modules=("nbserve",))
     return builder.build_bento(service, captured, out, variable=variable)
 

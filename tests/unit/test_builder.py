@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
-from nbserve._bento import archive, builder
+from nbserve._bento import archive, builder, sources
 from nbserve._bento.capture import CaptureError
 from nbserve._bento.notebook_source import python_source
 from nbserve._cli import build as build_cli
@@ -60,18 +60,18 @@ def members(path: Path) -> dict[str, bytes]:
 
 def test_the_kernel_and_the_saved_notebook_give_the_same_archive(tmp_path: Path) -> None:
     service, namespace = run_like_a_kernel(CELLS)
-    from_kernel = builder.export_service(service, tmp_path / "a", cells=CELLS, namespace=namespace)
+    from_kernel = sources.export_service(service, tmp_path / "a", cells=CELLS, namespace=namespace)
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(c) for c in CELLS]
     nbformat.write(nb, tmp_path / "analysis.ipynb")
-    from_notebook = builder.build_notebook(tmp_path / "analysis.ipynb", "Shifter", tmp_path / "b")
+    from_notebook = sources.build_notebook(tmp_path / "analysis.ipynb", "Shifter", tmp_path / "b")
     assert from_kernel.name == from_notebook.name
     assert from_kernel.read_bytes() == from_notebook.read_bytes()
 
 
 def test_the_archive_holds_what_design_section_6_lists(tmp_path: Path) -> None:
     service, namespace = run_like_a_kernel(CELLS)
-    files = members(builder.export_service(service, tmp_path, cells=CELLS, namespace=namespace))
+    files = members(sources.export_service(service, tmp_path, cells=CELLS, namespace=namespace))
     assert {
         "bento.yaml",
         "src/service.py",
@@ -106,7 +106,7 @@ def test_an_uncapturable_global_stops_the_export(tmp_path: Path) -> None:
     with pytest.raises(
         CaptureError, match=r"trained \(numpy.ndarray, from `trained = np.arange\(3.0\)"
     ):
-        builder.export_service(service, tmp_path, cells=cells, namespace=namespace)
+        sources.export_service(service, tmp_path, cells=cells, namespace=namespace)
     assert not list(tmp_path.glob("*.bento"))
 
 
@@ -117,7 +117,7 @@ def test_local_modules_travel_in_src(tmp_path: Path, monkeypatch: pytest.MonkeyP
         "import nbserve\nimport mylocalshift\n\n@nbserve.service\nclass Adder:\n    @nbserve.api\n"
         "    def go(self, x: float) -> float:\n        return x + mylocalshift.AMOUNT\n"
     )
-    files = members(builder.build_file(tmp_path / "service.py", "Adder", tmp_path / "dist"))
+    files = members(sources.build_file(tmp_path / "service.py", "Adder", tmp_path / "dist"))
     assert files["src/mylocalshift.py"] == b"import yaml\n\nAMOUNT = 3.0\n"
     assert b"pyyaml==" in files["env/python/requirements.txt"]  # what the local module imports
     sys.modules.pop("mylocalshift", None)
@@ -154,7 +154,7 @@ def test_build_needs_to_know_which_service(tmp_path: Path) -> None:
             )
         )
     with pytest.raises(builder.BuildError, match="defines a service called 'Nope'"):
-        builder.build_notebook(tmp_path / "nb.ipynb", "Nope", tmp_path)
+        sources.build_notebook(tmp_path / "nb.ipynb", "Nope", tmp_path)
 
 
 def test_model_tags_are_found_only_in_model_store_calls() -> None:
@@ -193,7 +193,7 @@ def test_a_model_loaded_through_the_store_pins_its_framework(tmp_path: Path) -> 
         "    @nbserve.api\n    def predict(self, x: list[list[float]]) -> list[int]:\n"
         "        return self.clf.predict(x).tolist()\n"
     )
-    pins = requirements_of(builder.build_file(tmp_path / "service.py", "Iris", tmp_path / "dist"))
+    pins = requirements_of(sources.build_file(tmp_path / "service.py", "Iris", tmp_path / "dist"))
     assert f"scikit-learn=={metadata.version('scikit-learn')}" in pins
     assert f"cloudpickle=={metadata.version('cloudpickle')}" in pins  # the entry's framework
     assert f"numpy=={metadata.version('numpy')}" in pins
@@ -209,7 +209,7 @@ def test_the_services_it_depends_on_bring_their_packages_and_models(tmp_path: Pa
         "    scaler = nbserve.depends(Scaler)\n\n"
         "    @nbserve.api\n    def go(self, x: float) -> float:\n        return self.scaler.go(x)\n"
     )
-    path = builder.build_file(tmp_path / "service.py", "Front", tmp_path / "dist")
+    path = sources.build_file(tmp_path / "service.py", "Front", tmp_path / "dist")
     pins = requirements_of(path)
     assert "rich==13.0" in pins
     assert "pyyaml>=6" in pins  # the service's own line wins over its dependency's
@@ -235,7 +235,7 @@ def test_a_module_no_distribution_provides_is_reported_with_the_fix(
         "    @nbserve.api\n    def go(self, x: float) -> float:\n        return x\n"
     )
     capsys.readouterr()
-    builder.build_file(tmp_path / "service.py", "Uses", tmp_path / "dist")
+    sources.build_file(tmp_path / "service.py", "Uses", tmp_path / "dist")
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert f"gone_helpers (to load model {saved.tag})" in err
@@ -257,7 +257,7 @@ def test_a_local_module_a_pickle_names_travels_in_src(
         "    model = nbserve.models.BentoModel('thing:latest')\n\n"
         "    @nbserve.api\n    def go(self, x: float) -> float:\n        return x\n"
     )
-    files = members(builder.build_file(tmp_path / "service.py", "Uses", tmp_path / "dist"))
+    files = members(sources.build_file(tmp_path / "service.py", "Uses", tmp_path / "dist"))
     assert files["src/pickled_helpers.py"] == b"class Thing:\n    pass\n"
     sys.modules.pop("pickled_helpers", None)
 
@@ -267,9 +267,9 @@ def test_an_export_shows_its_progress_when_asked(
 ) -> None:
     service, namespace = run_like_a_kernel(CELLS)
     capsys.readouterr()
-    builder.export_service(service, tmp_path / "quiet", cells=CELLS, namespace=namespace)
+    sources.export_service(service, tmp_path / "quiet", cells=CELLS, namespace=namespace)
     assert capsys.readouterr().err == ""  # a test is neither a kernel nor a terminal
-    builder.export_service(
+    sources.export_service(
         service, tmp_path / "shown", cells=CELLS, namespace=namespace, progress=True
     )
     err = capsys.readouterr().err
@@ -286,7 +286,7 @@ def test_imports_inside_methods_are_pinned(tmp_path: Path) -> None:
         "    @nbserve.api\n    def go(self, x: float) -> float:\n"
         "        from orjson import dumps\n\n        return float(len(dumps(x)))\n"
     )
-    pins = requirements_of(builder.build_file(tmp_path / "service.py", "Lazy", tmp_path / "dist"))
+    pins = requirements_of(sources.build_file(tmp_path / "service.py", "Lazy", tmp_path / "dist"))
     assert f"pyyaml=={metadata.version('pyyaml')}" in pins
     assert f"orjson=={metadata.version('orjson')}" in pins
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import yaml
 
-from nbserve._bento import archive, builder, loader
+from nbserve._bento import archive, builder, loader, sources
 from nbserve._models.huggingface import HuggingFaceModel, packed_name
 from nbserve.exceptions import NotFound
 
@@ -96,7 +96,7 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
 
 
 def build(tmp_path: Path, out: str = "dist") -> Path:
-    return builder.build_file(tmp_path / "service.py", "Reader", tmp_path / out)
+    return sources.build_file(tmp_path / "service.py", "Reader", tmp_path / out)
 
 
 def members(path: Path) -> dict[str, bytes]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nbserve._bento import builder, loader
+from nbserve._bento import builder, loader, sources
 from nbserve._bento.capture import capture
 
 CELLS = [
@@ -38,7 +38,7 @@ def bento(tmp_path: Path) -> Path:
 
     nbserve.models.save("offsets", np.array([0.5, 1.0]))
     captured = capture(CELLS[-1:], CELLS, service="Doubler")
-    variable, service = builder.load_source(captured.text, "Doubler")
+    variable, service = sources.load_source(captured.text, "Doubler")
     return builder.build_bento(service, captured, tmp_path / "dist", variable=variable)
 
 
