@@ -231,7 +231,7 @@ def test_a_hold_for_more_rows_never_passes_max_latency() -> None:
         held = asyncio.ensure_future(d.submit([100]))
         await asyncio.sleep(0)
         assert d._hold is not None  # it waits for company...
-        arrived = d._queue[0].request.enqueued
+        arrived = d._queue.oldest()
         assert d._hold_until == pytest.approx(arrived + 0.005)  # ...for max_latency_ms at most
         assert list(await held) == [200]
 

@@ -44,11 +44,11 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from nbserve._runtime.execution.batching.containers import batch_size, merge, slice_rows, split
 from nbserve._runtime.execution.batching.cost import CostModel
+from nbserve._runtime.execution.batching.row_queue import Piece, Request, RowQueue
 from nbserve._runtime.execution.executor import Withdrawn
 from nbserve.exceptions import NbserveError, ServiceUnavailable
 
@@ -60,32 +60,6 @@ _RATE_WINDOW_S = 0.1
 
 MAX_QUEUE_BATCHES = 16
 """Default queue bound, in full batches per worker slot: at 100 ms a batch, 1.6 s of backlog."""
-
-
-@dataclass(eq=False)
-class _Request:
-    value: Any
-    rows: int
-    future: asyncio.Future[Any]
-    enqueued: float
-    parts: dict[int, Any] = field(default_factory=dict)
-    """Output pieces of a split request, by the first row they answer."""
-    answered: int = 0
-    taken: int = 0
-    """Rows taken into batches so far; the other `rows - taken` are still queued (one piece)."""
-
-
-@dataclass(eq=False)
-class _Piece:
-    """Rows `[start, stop)` of a request: the whole request unless it had to be split."""
-
-    request: _Request
-    start: int
-    stop: int
-
-    @property
-    def rows(self) -> int:
-        return self.stop - self.start
 
 
 class Dispatcher:
@@ -121,8 +95,7 @@ class Dispatcher:
         self.max_queue_batches = max_queue_batches
         self.cost = CostModel()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._queue: deque[_Piece] = deque()
-        self._queued_rows = 0
+        self._queue = RowQueue()
         self._in_flight: dict[asyncio.Task[None], float] = {}
         """Batches running now and when each is expected to end (loop time)."""
         self._hold: asyncio.TimerHandle | None = None
@@ -154,14 +127,15 @@ class Dispatcher:
         self._admit(rows)
         future: asyncio.Future[Any] = loop.create_future()
         # This piece stays the request's one queued piece: a split takes rows off its head.
-        piece = _Piece(_Request(value, rows, future, now), 0, rows)
-        self._queue.append(piece)
-        self._queued_rows += rows
+        piece = self._queue.push(Request(value, rows, future, now))
         self._pump()
         try:
             return await future
         except asyncio.CancelledError:
-            if self._withdraw(piece):
+            never_ran = self._queue.withdraw(piece)
+            if self._queue.head_is(piece):  # dropped now: a drain must not wait on it
+                self._pump()
+            if never_ran:
                 raise Withdrawn from None
             raise
 
@@ -198,7 +172,7 @@ class Dispatcher:
             "batches": self.batches,
             "rows": self.rows,
             "mean_batch_rows": self.rows / self.batches if self.batches else 0.0,
-            "queued_rows": self._queued_rows,
+            "queued_rows": self._queue.rows,
             "in_flight": len(self._in_flight),
             "queue_limit_rows": self.queue_limit(),
             "shed": self.shed,
@@ -240,9 +214,9 @@ class Dispatcher:
         """Turn a request away now (503) when the queue is full: the service is overloaded."""
         limit = self.queue_limit()
         # A request bigger than the whole limit is still taken into an empty queue (it is split).
-        if self._queued_rows and self._queued_rows + rows > limit:
+        if self._queue.rows and self._queue.rows + rows > limit:
             msg = (
-                f"{self.name} is overloaded: the batch queue is full ({self._queued_rows} rows waiting, "
+                f"{self.name} is overloaded: the batch queue is full ({self._queue.rows} rows waiting, "
                 f"limit {limit} = {self.max_queue_batches} batches of max_batch_size={self.max_batch_size} "
                 f"per worker); retry later, or add workers"
             )
@@ -261,11 +235,11 @@ class Dispatcher:
         if slots - len(self._in_flight) > 1:
             return False  # spare capacity: another slot takes the next arrival
         rate, a = self._rate(now), self.cost.a
-        if rate * a <= self._queued_rows:
+        if rate * a <= self._queue.rows:
             return False
         if self._hold is None:  # a new hold: long enough for the missing rows, at most `a`
-            collect = a - self._queued_rows / rate
-            latest = self._queue[0].request.enqueued + self.max_latency  # the promise
+            collect = a - self._queue.rows / rate
+            latest = self._queue.oldest() + self.max_latency  # the promise
             self._hold_until = min(now + collect, latest)
         return now < self._hold_until
 
@@ -276,10 +250,10 @@ class Dispatcher:
         now = loop.time()
         slots = max(1, self._slots())
         while self._queue:
-            self._drop_answered()
+            self._queue.drop_answered()
             if not self._queue or len(self._in_flight) >= slots:
                 break
-            if self._queued_rows < self.max_batch_size and self._should_hold(now, slots):
+            if self._queue.rows < self.max_batch_size and self._should_hold(now, slots):
                 if self._hold is None:
                     self._hold = loop.call_at(self._hold_until, self._end_hold)
                 break
@@ -294,57 +268,9 @@ class Dispatcher:
         self._hold_over = True
         self._pump()
 
-    def _withdraw(self, piece: _Piece) -> bool:
-        """The caller of `piece`'s request stopped waiting: its rows still queued leave now.
-
-        True when none of its rows had been taken into a batch: the request never ran.
-        """
-        request = piece.request
-        if request.taken == request.rows:
-            return False  # all in batches already; `piece` is one of them and must stay whole
-        # `piece` is still in the queue (or was dropped there as settled, with no rows left):
-        # emptied, it counts for nothing until `_pump` or `_take` reaches it and drops it there
-        # (its future is done), which is O(1) where removing it from the middle would not be.
-        self._queued_rows -= piece.rows
-        piece.start = piece.stop
-        if self._queue and self._queue[0] is piece:  # dropped now: a drain must not wait on it
-            self._pump()
-        return request.taken == 0
-
-    def _drop_answered(self) -> None:
-        """Forget queued pieces whose request is already settled (cancelled by the caller, or failed)."""
-        while self._queue and self._queue[0].request.future.done():
-            self._drop_head()
-
-    def _drop_head(self) -> None:
-        piece = self._queue.popleft()
-        self._queued_rows -= piece.rows
-        piece.start = piece.stop  # counted out once: `_withdraw` may still see it
-
-    def _take(self) -> tuple[list[_Piece], int]:
-        pieces: list[_Piece] = []
-        rows = 0
-        while self._queue and rows < self.max_batch_size:
-            piece = self._queue[0]
-            if piece.request.future.done():
-                self._drop_head()
-                continue
-            room = self.max_batch_size - rows
-            if piece.rows > room:  # split: this batch takes the head, the tail keeps its place
-                pieces.append(_Piece(piece.request, piece.start, piece.start + room))
-                piece.start += room
-                taken = room
-            else:
-                pieces.append(self._queue.popleft())
-                taken = piece.rows
-            rows += taken
-            piece.request.taken += taken
-            self._queued_rows -= taken
-        return pieces, rows
-
     def _launch(self, now: float) -> None:
         assert self._loop is not None
-        pieces, rows = self._take()
+        pieces, rows = self._queue.take(self.max_batch_size)
         if not pieces:
             return
         if self._hold is not None:
@@ -371,7 +297,7 @@ class Dispatcher:
             task = self._loop.create_task(self._run(pieces, values, rows, batch))
         self._in_flight[task] = now + self.cost.estimate(rows)
 
-    async def _run(self, pieces: list[_Piece], values: list[Any], rows: int, batch: Any) -> None:
+    async def _run(self, pieces: list[Piece], values: list[Any], rows: int, batch: Any) -> None:
         loop = self._loop
         assert loop is not None
         started = loop.time()
@@ -396,7 +322,7 @@ class Dispatcher:
         finally:
             self._done()
 
-    async def _run_alone(self, pieces: list[tuple[_Piece, Any]], *, done: bool = True) -> None:
+    async def _run_alone(self, pieces: list[tuple[Piece, Any]], *, done: bool = True) -> None:
         """Run each piece as a batch of its own, one after the other, on the slot already held."""
         try:
             for piece, value in pieces:
@@ -415,7 +341,7 @@ class Dispatcher:
             if done:
                 self._done()
 
-    def _cancelled(self, pieces: list[_Piece]) -> None:
+    def _cancelled(self, pieces: list[Piece]) -> None:
         for p in pieces:
             _fail(
                 p.request,
@@ -431,7 +357,7 @@ class Dispatcher:
             self._in_flight.pop(task, None)
         self._pump()
 
-    def _answer(self, piece: _Piece, output: Any) -> None:
+    def _answer(self, piece: Piece, output: Any) -> None:
         request = piece.request
         if request.future.done():
             return
@@ -454,7 +380,7 @@ class Dispatcher:
             self._hold = None
 
     def __repr__(self) -> str:
-        return f"<Dispatcher {self.name}: {self._queued_rows} rows queued, {len(self._in_flight)} in flight, {self.cost!r}>"
+        return f"<Dispatcher {self.name}: {self._queue.rows} rows queued, {len(self._in_flight)} in flight, {self.cost!r}>"
 
 
 def _retryable(exc: Exception) -> bool:
@@ -466,6 +392,6 @@ def _retryable(exc: Exception) -> bool:
     return not (isinstance(exc, NbserveError) and exc.error_code in (503, 504))
 
 
-def _fail(request: _Request, exc: BaseException) -> None:
+def _fail(request: Request, exc: BaseException) -> None:
     if not request.future.done():
         request.future.set_exception(exc)
