@@ -79,20 +79,24 @@ SAVE_WITH_BENTOML = textwrap.dedent(
 )
 
 
-@pytest.fixture(scope="module")
-def bentoml_home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, object]]:
-    pytest.importorskip("sklearn")
-    home = tmp_path_factory.mktemp("bentoml-home")
+def save_with_bentoml(home: Path, script: str, *, needs: str) -> tuple[Path, dict[str, object]]:
+    """Run `script` under BentoML 1.4.39 with `home` as its store; what it printed last, as JSON."""
     python = bentoml_python()
-    probe = [str(python), "-c", "import sklearn, xgboost, lightgbm"]
-    if subprocess.run(probe, capture_output=True, check=False).returncode:
+    if subprocess.run(
+        [str(python), "-c", f"import {needs}"], capture_output=True, check=False
+    ).returncode:
         pytest.fail(
-            "scikit-learn, xgboost or lightgbm is missing from .venv-bentoml; run `bash scripts/setup` again",
-            pytrace=False,
+            f"{needs}: missing from .venv-bentoml; run `bash scripts/setup` again", pytrace=False
         )
+    env = {
+        "BENTOML_HOME": str(home),
+        "BENTOML_DO_NOT_TRACK": "true",
+        "HF_HUB_OFFLINE": "1",  # everything is made locally; nothing may be downloaded
+        "PATH": "/usr/bin:/bin",
+    }
     done = subprocess.run(
-        [str(python), "-c", SAVE_WITH_BENTOML],
-        env={"BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true", "PATH": "/usr/bin:/bin"},
+        [str(python), "-c", script],
+        env=env,
         capture_output=True,
         text=True,
         check=False,
@@ -102,6 +106,29 @@ def bentoml_home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[s
     return home, json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def use_stores(
+    saved_home: tuple[Path, dict[str, object]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, object]:
+    """An empty nbserve store, and BentoML's store (`saved_home`'s) as `$BENTOML_HOME`."""
+    home, saved = saved_home
+    monkeypatch.setenv("BENTOML_HOME", str(home))
+    monkeypatch.setenv("NBSERVE_HOME", str(tmp_path / "nbserve-home"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("NBSERVE_MODEL_STORE", raising=False)
+    monkeypatch.delenv("NBSERVE_BENTOML_STORE", raising=False)
+    return saved
+
+
+@pytest.fixture(scope="module")
+def bentoml_home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, object]]:
+    pytest.importorskip("sklearn")
+    return save_with_bentoml(
+        tmp_path_factory.mktemp("bentoml-home"),
+        SAVE_WITH_BENTOML,
+        needs="sklearn, xgboost, lightgbm",
+    )
+
+
 @pytest.fixture
 def stores(
     bentoml_home: tuple[Path, dict[str, object]],
@@ -109,12 +136,7 @@ def stores(
     monkeypatch: pytest.MonkeyPatch,
 ) -> dict[str, object]:
     """An empty nbserve store, and BentoML's store (the fixture's) as `$BENTOML_HOME`."""
-    home, saved = bentoml_home
-    monkeypatch.setenv("BENTOML_HOME", str(home))
-    monkeypatch.setenv("NBSERVE_HOME", str(tmp_path / "nbserve-home"))
-    monkeypatch.delenv("NBSERVE_MODEL_STORE", raising=False)
-    monkeypatch.delenv("NBSERVE_BENTOML_STORE", raising=False)
-    return saved
+    return use_stores(bentoml_home, tmp_path, monkeypatch)
 
 
 def test_a_bentoml_sklearn_model_loads_by_tag_as_bentoml_loads_it(
@@ -386,30 +408,11 @@ def torch_home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str
     """BentoML's store holding a torch module, a transformers pipeline, model and tokenizer."""
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
-    home = tmp_path_factory.mktemp("bentoml-torch-home")
-    python = bentoml_python()
-    probe = [str(python), "-c", "import torch, transformers"]
-    if subprocess.run(probe, capture_output=True, check=False).returncode:
-        pytest.fail(
-            "torch or transformers is missing from .venv-bentoml; run `bash scripts/setup` again",
-            pytrace=False,
-        )
-    env = {
-        "BENTOML_HOME": str(home),
-        "BENTOML_DO_NOT_TRACK": "true",
-        "HF_HUB_OFFLINE": "1",
-        "PATH": "/usr/bin:/bin",
-    }
-    done = subprocess.run(
-        [str(python), "-c", SAVE_TORCH_WITH_BENTOML],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
+    return save_with_bentoml(
+        tmp_path_factory.mktemp("bentoml-torch-home"),
+        SAVE_TORCH_WITH_BENTOML,
+        needs="torch, transformers",
     )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return home, json.loads(done.stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture
@@ -418,13 +421,7 @@ def torch_stores(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> dict[str, object]:
-    home, saved = torch_home
-    monkeypatch.setenv("BENTOML_HOME", str(home))
-    monkeypatch.setenv("NBSERVE_HOME", str(tmp_path / "nbserve-home"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.delenv("NBSERVE_MODEL_STORE", raising=False)
-    monkeypatch.delenv("NBSERVE_BENTOML_STORE", raising=False)
-    return saved
+    return use_stores(torch_home, tmp_path, monkeypatch)
 
 
 def test_a_bentoml_pytorch_module_loads_by_tag_as_bentoml_loads_it(
