@@ -11,7 +11,7 @@ import os
 import socket
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -67,12 +67,13 @@ def serve_archive(
     env: Mapping[str, str],
     cwd: Path,
     ready_timeout: float,
+    args: Sequence[str] = (),
 ) -> tuple[list[Any], str]:
-    """`nbserve serve ARCHIVE` from `venv`: the JSON answers to `(route, body)` requests, and
-    everything the server printed (it is stopped before this returns)."""
+    """`nbserve serve ARCHIVE [args]` from `venv`: the JSON answers to `(route, body)` requests,
+    and everything the server printed (it is stopped before this returns)."""
     port = free_port()
     server = subprocess.Popen(
-        [str(venv / "bin" / "nbserve"), "serve", str(path), "--port", str(port)],
+        [str(venv / "bin" / "nbserve"), "serve", str(path), "--port", str(port), *args],
         env=dict(env),
         cwd=cwd,
         stdout=subprocess.PIPE,

@@ -16,10 +16,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import httpx
 import pytest
 
 from nbserve._bento.archive import open_tar
+from tests.e2e.notebook_export import serve_archive
 from tests.unit.test_huggingface import SERVICE, hf_cache, model_files
 
 pytestmark = pytest.mark.slow
@@ -27,29 +27,40 @@ pytest.importorskip("huggingface_hub")
 pytest.importorskip("safetensors")
 
 CLI = [sys.executable, "-m", "nbserve._cli.main"]
+VENV = Path(sys.executable).parent.parent
 _HF_VARIABLES = ("HF_HOME", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "BENTOML_HF_CACHE_DIR")
+
+
+def build(cwd: Path, target: str, env: dict[str, str]) -> Path:
+    """`nbserve build TARGET -o dist` in `cwd`: the archive's path."""
+    done = subprocess.run(
+        [*CLI, "build", target, "-o", "dist"],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    (bento,) = (cwd / "dist").glob("*.bento")
+    return bento
 
 
 def test_a_bento_serves_its_hugging_face_model_with_no_cache_and_no_hub(tmp_path: Path) -> None:
     (tmp_path / "service.py").write_text(SERVICE)
     hf_cache(tmp_path / "hub", "Acme/tiny-bert", model_files(tmp_path))
     base = {k: v for k, v in os.environ.items() if k not in _HF_VARIABLES}
-    build = subprocess.run(
-        [*CLI, "build", "service.py:Reader", "-o", "dist"],
-        cwd=tmp_path,
-        env={
+    bento = build(
+        tmp_path,
+        "service.py:Reader",
+        {
             **base,
             "NBSERVE_HOME": str(tmp_path / "home"),
             "NBSERVE_HF_CACHE_DIR": str(tmp_path / "hub"),
             "HF_HUB_OFFLINE": "1",
         },
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
     )
-    assert build.returncode == 0, build.stderr
-    (bento,) = (tmp_path / "dist").glob("*.bento")
     with open_tar(bento) as tar:
         names = tar.getnames()
     assert any(
@@ -65,33 +76,17 @@ def test_a_bento_serves_its_hugging_face_model_with_no_cache_and_no_hub(tmp_path
         "HF_HUB_OFFLINE": "1",
         "NBSERVE_HOME": str(tmp_path / "elsewhere"),
     }
-    server = subprocess.Popen(
-        [*CLI, "serve", str(bento), "--port", "0", "--host", "127.0.0.1", "--workers", "2"],
-        cwd=tmp_path,
+    answers, output = serve_archive(
+        bento,
+        VENV,
+        [("/read", {"x": 2.0})] * 4,
         env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+        cwd=tmp_path,
+        ready_timeout=120,
+        args=["--workers", "2"],
     )
-    output = ""
-    try:
-        assert server.stdout is not None
-        url = None
-        for line in server.stdout:  # "nbserve: serving Reader at http://127.0.0.1:PORT ..."
-            output += line
-            found = re.search(r"serving \S+ at (http://\S+)", line)
-            if found:
-                url = found.group(1)
-                break
-        assert url, f"the bento did not start:\n{output}"
-        answers = [httpx.post(f"{url}/read", json={"x": 2.0}, timeout=30) for _ in range(4)]
-    finally:
-        server.terminate()
-        output += server.communicate(timeout=30)[0]
-    for answer in answers:
-        assert answer.status_code == 200, answer.text + output
-        body = answer.json()
-        assert body["hidden"] == 8
+    for body in answers:
+        assert body["hidden"] == 8, output
         assert body["total"] == 12.0
         assert body["files"] == ["config.json", "model.safetensors", "tokenizer"]
         assert body["path"].startswith(str(tmp_path / "elsewhere" / "bentos" / "reader"))
@@ -130,45 +125,14 @@ def test_a_real_sentence_encoder_travels_in_the_bento(tmp_path: Path) -> None:
     (tmp_path / "service.py").write_text(REAL_SERVICE.format(model_dir=str(model_dir)))
     base = {k: v for k, v in os.environ.items() if k not in _HF_VARIABLES}
     env = {**base, "NBSERVE_HOME": str(tmp_path / "home"), "HF_HUB_OFFLINE": "1"}
-    build = subprocess.run(
-        [*CLI, "build", "service.py:Embedder", "-o", "dist"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert build.returncode == 0, build.stderr
-    (bento,) = (tmp_path / "dist").glob("*.bento")
+    bento = build(tmp_path, "service.py:Embedder", env)
     shutil.rmtree(model_dir)  # only the bento's copy is left
     (tmp_path / "empty-hf-home").mkdir()
     env = {**env, "HF_HOME": str(tmp_path / "empty-hf-home"), "NBSERVE_HOME": str(tmp_path / "b")}
-    server = subprocess.Popen(
-        [*CLI, "serve", str(bento), "--port", "0", "--host", "127.0.0.1"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    (got,), output = serve_archive(
+        bento, VENV, [("/embed", {"texts": texts})], env=env, cwd=tmp_path, ready_timeout=120
     )
-    output = ""
-    try:
-        assert server.stdout is not None
-        url = None
-        for line in server.stdout:
-            output += line
-            found = re.search(r"serving \S+ at (http://\S+)", line)
-            if found:
-                url = found.group(1)
-                break
-        assert url, f"the bento did not start:\n{output}"
-        answer = httpx.post(f"{url}/embed", json={"texts": texts}, timeout=60)
-    finally:
-        server.terminate()
-        output += server.communicate(timeout=30)[0]
-    assert answer.status_code == 200, answer.text + output
-    got = answer.json()
+    assert isinstance(got, list), output
     assert len(got) == 2
     assert len(got[0]) == 384
     for row, want in zip(got, expected, strict=True):
